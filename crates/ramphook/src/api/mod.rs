@@ -1,0 +1,102 @@
+//! The HTTP API: one file per resource, shared auth, extractors and
+//! problem+json errors, and the router that ties them together.
+
+pub mod auth;
+pub mod deliveries;
+pub mod endpoints;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod ops;
+pub mod orders;
+pub mod partners;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Notify;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::delivery::dispatcher::Wakeup;
+use crate::net_guard::NetGuard;
+use crate::store::Store;
+use error::ApiError;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub admin_token: Arc<str>,
+    pub guard: NetGuard,
+    pub deliveries: Wakeup,
+    pub new_order: Arc<Notify>,
+    pub metrics: PrometheusHandle,
+}
+
+pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+    let v1 = Router::new()
+        .route("/partners", post(partners::create))
+        .route("/partners/{pid}", get(partners::get))
+        .route(
+            "/partners/{pid}/endpoints",
+            post(endpoints::create).get(endpoints::list),
+        )
+        .route(
+            "/partners/{pid}/endpoints/{eid}",
+            get(endpoints::get).patch(endpoints::update).delete(endpoints::delete),
+        )
+        .route("/partners/{pid}/users/{email}/orders", get(orders::user_orders))
+        .route("/partners/{pid}/deliveries", get(deliveries::list))
+        .route("/orders", post(orders::create))
+        .route("/orders/{id}", get(orders::get))
+        .route("/orders/{id}/events", post(orders::append_event))
+        .route("/deliveries/{did}", get(deliveries::get))
+        .route("/deliveries/{did}/retry", post(deliveries::retry));
+    Router::new()
+        .nest("/v1", v1)
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
+        .route_layer(middleware::from_fn(count_requests))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .layer(CatchPanicLayer::custom(|_| ApiError::internal().into_response()))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method",
+    )
+}
+
+/// `ramphook_api_requests_total{route,method,status}` and request latency.
+async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().as_str().to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::histogram!("ramphook_api_request_duration_seconds", "route" => route.clone())
+        .record(started.elapsed().as_secs_f64());
+    metrics::counter!("ramphook_api_requests_total", "route" => route, "method" => method, "status" => status)
+        .increment(1);
+    response
+}

@@ -1,0 +1,169 @@
+//! Every setting of `ramphook serve`, as a flag and an env var, parsed once
+//! into typed values so the rest of the code never sees a raw string.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ipnet::IpNet;
+
+use crate::delivery::retry::RetrySchedule;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ramphook",
+    version,
+    about = "Webhooks and validation callbacks for a crypto on/off-ramp platform"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the API, the delivery workers and the expiry scheduler.
+    Serve(ServeConfig),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address the HTTP API listens on (port 0 picks a free port).
+    #[arg(long, env = "RAMPHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database URL: sqlite://PATH (created if missing).
+    #[arg(long, env = "RAMPHOOK_DATABASE_URL", default_value = "sqlite://ramphook.db")]
+    pub database_url: String,
+
+    /// Admin token; if unset a random one is generated and printed once.
+    #[arg(long, env = "RAMPHOOK_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Comma-separated CIDRs that webhook targets may resolve to even though
+    /// they are private or loopback, e.g. 127.0.0.0/8,::1/128.
+    #[arg(long, env = "RAMPHOOK_ALLOW_CIDRS", value_delimiter = ',')]
+    pub allow_cidrs: Vec<IpNet>,
+
+    /// Delays before each delivery attempt, comma-separated.
+    #[arg(long, env = "RAMPHOOK_RETRY_SCHEDULE", default_value = "0s,5s,5m,30m,2h,5h,10h,10h", value_parser = RetrySchedule::parse)]
+    pub retry_schedule: RetrySchedule,
+
+    /// Total time one delivery attempt may take.
+    #[arg(long, env = "RAMPHOOK_DELIVERY_TIMEOUT", default_value = "15s", value_parser = parse_duration)]
+    pub delivery_timeout: Duration,
+
+    /// Log format: text (human-readable) or json (JSON lines).
+    #[arg(long, env = "RAMPHOOK_LOG_FORMAT", default_value = "text", value_enum)]
+    pub log_format: LogFormat,
+
+    /// Largest request body the API accepts, in bytes.
+    #[arg(long, env = "RAMPHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Deliveries in flight at once across all endpoints.
+    #[arg(long, env = "RAMPHOOK_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight: u32,
+
+    /// How long shutdown waits for in-flight attempts before leaving them to
+    /// the next start.
+    #[arg(long, env = "RAMPHOOK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+impl ServeConfig {
+    /// Where the SQLite file lives, for logs and operators.
+    pub fn sqlite_path(&self) -> Option<PathBuf> {
+        self.database_url
+            .strip_prefix("sqlite://")
+            .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)))
+    }
+}
+
+/// Parses `150ms`, `5s`, `5m`, `2h`, `1d` (and combinations humantime knows).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("empty duration; use e.g. 500ms, 5s, 5m, 2h or 1d".into());
+    }
+    humantime::parse_duration(text).map_err(|e| format!("{e}; use e.g. 500ms, 5s, 5m, 2h or 1d"))
+}
+
+/// Parses the command line (and env), turning a bad value into one line that
+/// names the setting by flag and env var.
+pub fn parse_cli() -> Cli {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    use clap::CommandFactory;
+    match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if matches!(err.kind(), ErrorKind::InvalidValue | ErrorKind::ValueValidation) => {
+            let arg = match err.get(ContextKind::InvalidArg) {
+                Some(ContextValue::String(s)) => s.clone(),
+                _ => String::from("a setting"),
+            };
+            let value = match err.get(ContextKind::InvalidValue) {
+                Some(ContextValue::String(s)) => s.clone(),
+                _ => String::new(),
+            };
+            let long = arg
+                .split_whitespace()
+                .next()
+                .unwrap_or(&arg)
+                .trim_start_matches("--")
+                .to_string();
+            let env = Cli::command()
+                .find_subcommand("serve")
+                .and_then(|c| {
+                    c.get_arguments()
+                        .find(|a| a.get_long() == Some(long.as_str()))
+                        .and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+                })
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default();
+            let reason = err
+                .source()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "not a valid value".into());
+            eprintln!("error: invalid value {value:?} for --{long}{env}: {reason}");
+            std::process::exit(2);
+        }
+        Err(err) => err.exit(),
+    }
+}
+
+use std::error::Error as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_take_every_suffix() {
+        assert_eq!(parse_duration("150ms").unwrap(), Duration::from_millis(150));
+        assert_eq!(parse_duration("5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        assert_eq!(parse_duration("0s").unwrap(), Duration::ZERO);
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+        assert!(parse_duration("-5s").is_err());
+    }
+
+    #[test]
+    fn serve_defaults_match_the_contract() {
+        let cli = Cli::try_parse_from(["ramphook", "serve"]).unwrap();
+        let Command::Serve(cfg) = cli.command;
+        assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(cfg.database_url, "sqlite://ramphook.db");
+        assert_eq!(cfg.delivery_timeout, Duration::from_secs(15));
+        assert_eq!(cfg.retry_schedule.delays().len(), 8);
+    }
+}

@@ -1,0 +1,6 @@
+//! Getting committed events to partners: the dispatcher that claims due
+//! deliveries, the outbound HTTP sender, and the retry schedule.
+
+pub mod dispatcher;
+pub mod retry;
+pub mod sender;

@@ -1,0 +1,181 @@
+//! One webhook attempt over real HTTP: sign, POST, classify what happened.
+//! The client never follows redirects and resolves names through the SSRF
+//! guard, so the address actually connected to is the one checked.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ramphook_signature::{standard_signature_header, webhook_body, EventPayload};
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+
+use crate::domain::time::format_ms;
+use crate::net_guard::{GuardError, NetGuard};
+
+pub const USER_AGENT: &str = concat!("ramphook/", env!("CARGO_PKG_VERSION"));
+const RESPONSE_BODY_LIMIT: usize = 1024;
+
+/// reqwest's DNS hook: resolve, then drop every address the guard refuses.
+struct GuardedResolver(NetGuard);
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let guard = self.0.clone();
+        Box::pin(async move {
+            let addrs = guard.resolve(name.as_str(), 0).await?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct AttemptOutcome {
+    pub status_code: Option<u16>,
+    pub duration: Duration,
+    /// `kind: detail`, with kind one of timeout, connect, dns,
+    /// refused_address, request, http_status.
+    pub error: Option<String>,
+    pub response_body: Option<String>,
+}
+
+impl AttemptOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.error.is_none() && self.status_code.is_some_and(|s| (200..300).contains(&s))
+    }
+}
+
+/// The webhook as it goes on the wire.
+pub struct Webhook<'a> {
+    pub url: &'a str,
+    pub secret: &'a str,
+    pub event_id: &'a str,
+    pub event_name: &'a str,
+    pub order_id: &'a str,
+    pub time_stamp_ms: i64,
+}
+
+#[derive(Clone)]
+pub struct Sender {
+    client: reqwest::Client,
+    guard: NetGuard,
+}
+
+impl Sender {
+    pub fn new(guard: NetGuard, timeout: Duration) -> Self {
+        let client = reqwest::Client::builder()
+            .user_agent(USER_AGENT)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(64)
+            .tcp_nodelay(true)
+            .no_proxy()
+            .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
+            .build()
+            .expect("the HTTP client's settings are valid");
+        Self { client, guard }
+    }
+
+    pub async fn send(&self, hook: &Webhook<'_>) -> AttemptOutcome {
+        let started = Instant::now();
+        let fail = |error: String| AttemptOutcome {
+            status_code: None,
+            duration: started.elapsed(),
+            error: Some(error),
+            response_body: None,
+        };
+        // reqwest skips the resolver for IP literals: check those here.
+        match url::Url::parse(hook.url) {
+            Ok(url) => {
+                let literal: Option<IpAddr> = match url.host() {
+                    Some(url::Host::Ipv4(v4)) => Some(v4.into()),
+                    Some(url::Host::Ipv6(v6)) => Some(v6.into()),
+                    _ => None,
+                };
+                if let Some(ip) = literal.filter(|ip| !self.guard.permits(*ip)) {
+                    return fail(format!("refused_address: {}", GuardError::Refused(ip)));
+                }
+            }
+            Err(e) => return fail(format!("request: bad url: {e}")),
+        }
+        let time_stamp = format_ms(hook.time_stamp_ms);
+        let body = webhook_body(
+            hook.secret.as_bytes(),
+            &EventPayload {
+                event_name: hook.event_name,
+                order_id: hook.order_id,
+                time_stamp: &time_stamp,
+            },
+        );
+        let unix_now = chrono::Utc::now().timestamp();
+        let signature = standard_signature_header(&[hook.secret.as_bytes()], hook.event_id, unix_now, body.as_bytes());
+        let request = self
+            .client
+            .post(hook.url)
+            .header("content-type", "application/json")
+            .header("webhook-id", hook.event_id)
+            .header("webhook-timestamp", unix_now.to_string())
+            .header("webhook-signature", signature)
+            .body(body);
+        let mut response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return fail(classify(&e)),
+        };
+        let status = response.status().as_u16();
+        let mut collected = Vec::new();
+        let mut read_error = None;
+        while collected.len() < RESPONSE_BODY_LIMIT {
+            match response.chunk().await {
+                Ok(Some(chunk)) => collected.extend_from_slice(&chunk),
+                Ok(None) => break,
+                Err(e) => {
+                    read_error = Some(classify(&e));
+                    break;
+                }
+            }
+        }
+        collected.truncate(RESPONSE_BODY_LIMIT);
+        let error = if (200..300).contains(&status) {
+            None
+        } else {
+            read_error.or_else(|| Some(format!("http_status: {status}")))
+        };
+        AttemptOutcome {
+            status_code: Some(status),
+            duration: started.elapsed(),
+            error,
+            response_body: Some(String::from_utf8_lossy(&collected).into_owned()),
+        }
+    }
+}
+
+/// Names the kind of failure: the guard's refusals, DNS, timeout, connect.
+fn classify(err: &reqwest::Error) -> String {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if let Some(guard) = e.downcast_ref::<GuardError>() {
+            return match guard {
+                GuardError::Dns(_) => format!("dns: {guard}"),
+                GuardError::Refused(_) => format!("refused_address: {guard}"),
+            };
+        }
+        source = e.source();
+    }
+    let kind = if err.is_timeout() {
+        "timeout"
+    } else if err.is_connect() {
+        "connect"
+    } else {
+        "request"
+    };
+    let mut detail = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(e) = source {
+        detail.push_str(": ");
+        detail.push_str(&e.to_string());
+        source = e.source();
+    }
+    format!("{kind}: {detail}")
+}

@@ -1,0 +1,93 @@
+//! ramphook: durable, signed webhooks and validation callbacks for a crypto
+//! on/off-ramp payments platform. `serve` wires the pieces together; the
+//! modules hold one job each.
+
+pub mod api;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod expiry;
+pub mod net_guard;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use config::ServeConfig;
+use delivery::dispatcher::{Dispatcher, Wakeup};
+use delivery::sender::Sender;
+use net_guard::NetGuard;
+use store::Store;
+
+/// Runs the API, the dispatcher and the expiry scheduler until SIGTERM/Ctrl-C.
+pub async fn serve(config: ServeConfig) -> Result<(), String> {
+    let metrics = telemetry::init_metrics();
+    let store = Store::open(&config.database_url)
+        .await
+        .map_err(|e| format!("cannot open the database {}: {e}", config.database_url))?;
+    store.release_all_leases().await.map_err(|e| e.to_string())?;
+
+    let admin_token: Arc<str> = match &config.admin_token {
+        Some(token) if token.len() >= 16 => token.as_str().into(),
+        Some(_) => return Err("invalid value for --admin-token (RAMPHOOK_ADMIN_TOKEN): at least 16 characters".into()),
+        None => {
+            let token = format!("rh_admin_{}", domain::ids::random_hex(24));
+            // Printed once, on stdout, so it can be copied; never logged.
+            println!("admin token (generated; set RAMPHOOK_ADMIN_TOKEN to keep one): {token}");
+            token.into()
+        }
+    };
+
+    let guard = NetGuard::new(config.allow_cidrs.clone());
+    let wakeup = Wakeup::default();
+    let new_order = Arc::new(Notify::new());
+    let shutdown = shutdown::on_signal();
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {} (--listen / RAMPHOOK_LISTEN): {e}", config.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let dispatcher = Dispatcher {
+        store: store.clone(),
+        sender: Sender::new(guard.clone(), config.delivery_timeout),
+        schedule: config.retry_schedule.clone(),
+        wakeup: wakeup.clone(),
+        max_in_flight: config.max_in_flight as usize,
+        lease: config.delivery_timeout + Duration::from_secs(30),
+        shutdown_grace: config.shutdown_grace,
+    };
+    let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
+    let expiry = tokio::spawn(expiry::run(
+        store.clone(),
+        new_order.clone(),
+        wakeup.clone(),
+        shutdown.clone(),
+    ));
+
+    let state = api::AppState {
+        store: store.clone(),
+        admin_token,
+        guard,
+        deliveries: wakeup,
+        new_order,
+        metrics,
+    };
+    let app = api::router(state, config.max_body_bytes);
+    println!("ramphook listening on http://{address}");
+    tracing::info!(%address, database = %config.database_url, "ramphook started");
+    let server_shutdown = shutdown.clone();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { server_shutdown.cancelled().await })
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    let _ = expiry.await;
+    let _ = dispatcher.await;
+    store.close().await;
+    tracing::info!("ramphook stopped");
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! Which addresses ramphook may call (SSRF guard). Partner-typed URLs must not
+//! reach the machine's own or its network's private services unless an
+//! operator allows those ranges with `RAMPHOOK_ALLOW_CIDRS`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+#[derive(Debug, Clone, Default)]
+pub struct NetGuard {
+    allowed: Arc<Vec<IpNet>>,
+}
+
+impl NetGuard {
+    pub fn new(allowed: Vec<IpNet>) -> Self {
+        Self {
+            allowed: Arc::new(allowed),
+        }
+    }
+
+    /// May ramphook connect to `ip`?
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        !is_internal(ip) || self.allowed.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Resolves `host` and keeps only permitted addresses. Errors name why.
+    pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, GuardError> {
+        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|e| GuardError::Dns(e.to_string()))?
+            .collect();
+        if found.is_empty() {
+            return Err(GuardError::Dns(format!("{host} has no address")));
+        }
+        let permitted: Vec<SocketAddr> = found.iter().copied().filter(|a| self.permits(a.ip())).collect();
+        if permitted.is_empty() {
+            return Err(GuardError::Refused(found[0].ip()));
+        }
+        Ok(permitted)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GuardError {
+    #[error("dns: {0}")]
+    Dns(String),
+    #[error("refused address {0}: private, loopback, link-local or multicast targets are not allowed")]
+    Refused(IpAddr),
+}
+
+/// IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is treated as the IPv4 it carries.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
+    }
+}
+
+fn is_internal(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_internal_v4(v4),
+        IpAddr::V6(v6) => is_internal_v6(v6),
+    }
+}
+
+fn is_internal_v4(ip: Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    ip.is_private()
+        || ip.is_loopback()
+        || ip.is_link_local() // includes 169.254.169.254, the cloud metadata address
+        || ip.is_multicast()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || a == 0 // "this network"
+        || (a == 100 && (64..128).contains(&b)) // carrier-grade NAT
+        || (a == 198 && (b == 18 || b == 19)) // benchmarking
+        || a >= 240 // reserved
+}
+
+fn is_internal_v6(ip: Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    ip.is_loopback()
+        || ip.is_unspecified()
+        || ip.is_multicast()
+        || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
+        || (first & 0xffc0) == 0xfe80 // link local fe80::/10
+        || ip.to_ipv4().is_some_and(|v4| is_internal_v4(v4) && ip.segments()[..6] == [0; 6])
+    // ::a.b.c.d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn internal_addresses_are_refused_by_default() {
+        let guard = NetGuard::default();
+        for bad in [
+            "127.0.0.1",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "0.0.0.0",
+            "224.0.0.1",
+            "255.255.255.255",
+            "100.64.0.1",
+            "::1",
+            "::",
+            "fe80::1",
+            "fd00::1",
+            "ff02::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+        ] {
+            assert!(!guard.permits(ip(bad)), "{bad} was permitted");
+        }
+        for good in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+            assert!(guard.permits(ip(good)), "{good} was refused");
+        }
+    }
+
+    #[test]
+    fn allow_cidrs_open_exactly_their_ranges() {
+        let guard = NetGuard::new(vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()]);
+        assert!(guard.permits(ip("127.0.0.1")));
+        assert!(guard.permits(ip("::ffff:127.0.0.1")));
+        assert!(guard.permits(ip("::1")));
+        assert!(!guard.permits(ip("10.0.0.1")));
+    }
+}

@@ -1,0 +1,162 @@
+//! Webhook endpoints: where a partner's events go and with which secret.
+
+use super::{Page, Store, StoreResult};
+use crate::domain::time::now_ms;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EndpointRow {
+    pub seq: i64,
+    pub id: String,
+    pub partner_id: String,
+    pub url: String,
+    pub secret: String,
+    pub event_types: Option<String>,
+    pub description: Option<String>,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl EndpointRow {
+    /// The subscribed event names; `None` = every event.
+    pub fn event_types(&self) -> Option<Vec<String>> {
+        self.event_types
+            .as_deref()
+            .and_then(|json| serde_json::from_str(json).ok())
+    }
+}
+
+pub struct NewEndpoint {
+    pub id: String,
+    pub partner_id: String,
+    pub url: String,
+    pub secret: String,
+    pub event_types: Option<Vec<String>>,
+    pub description: Option<String>,
+}
+
+/// A PATCH: `None` leaves a field as it is; `Some(None)` clears a nullable one.
+#[derive(Default)]
+pub struct EndpointPatch {
+    pub url: Option<String>,
+    pub event_types: Option<Option<Vec<String>>>,
+    pub description: Option<Option<String>>,
+    pub enabled: Option<bool>,
+}
+
+const COLUMNS: &str = "seq, id, partner_id, url, secret, event_types, description, enabled, created_at, updated_at";
+
+fn to_json(types: &Option<Vec<String>>) -> Option<String> {
+    types
+        .as_ref()
+        .map(|t| serde_json::to_string(t).expect("strings serialise"))
+}
+
+impl Store {
+    pub async fn create_endpoint(&self, new: NewEndpoint) -> StoreResult<EndpointRow> {
+        let now = now_ms();
+        let sql = format!(
+            "INSERT INTO endpoints (id, partner_id, url, secret, event_types, description, enabled, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING {COLUMNS}"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(&new.id)
+            .bind(&new.partner_id)
+            .bind(&new.url)
+            .bind(&new.secret)
+            .bind(to_json(&new.event_types))
+            .bind(&new.description)
+            .bind(now)
+            .bind(now)
+            .fetch_one(&self.writer)
+            .await?)
+    }
+
+    pub async fn get_endpoint(&self, partner_id: &str, id: &str) -> StoreResult<Option<EndpointRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = ? AND partner_id = ?");
+        Ok(sqlx::query_as(&sql)
+            .bind(id)
+            .bind(partner_id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    pub async fn list_endpoints(
+        &self,
+        partner_id: &str,
+        limit: u32,
+        after: Option<i64>,
+    ) -> StoreResult<Page<EndpointRow>> {
+        let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE partner_id = ? AND seq > ? ORDER BY seq LIMIT ?");
+        let rows: Vec<EndpointRow> = sqlx::query_as(&sql)
+            .bind(partner_id)
+            .bind(after.unwrap_or(0))
+            .bind(limit as i64 + 1)
+            .fetch_all(&self.reader)
+            .await?;
+        Ok(Page::from_overfetch(rows, limit, |r| r.seq))
+    }
+
+    pub async fn update_endpoint(
+        &self,
+        partner_id: &str,
+        id: &str,
+        patch: EndpointPatch,
+    ) -> StoreResult<Option<EndpointRow>> {
+        let mut tx = self.writer.begin().await?;
+        let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = ? AND partner_id = ?");
+        let Some(mut row): Option<EndpointRow> = sqlx::query_as(&sql)
+            .bind(id)
+            .bind(partner_id)
+            .fetch_optional(&mut *tx)
+            .await?
+        else {
+            return Ok(None);
+        };
+        if let Some(url) = patch.url {
+            row.url = url;
+        }
+        if let Some(types) = patch.event_types {
+            row.event_types = to_json(&types);
+        }
+        if let Some(description) = patch.description {
+            row.description = description;
+        }
+        if let Some(enabled) = patch.enabled {
+            row.enabled = enabled;
+        }
+        row.updated_at = now_ms();
+        sqlx::query(
+            "UPDATE endpoints SET url = ?, event_types = ?, description = ?, enabled = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&row.url)
+        .bind(&row.event_types)
+        .bind(&row.description)
+        .bind(row.enabled)
+        .bind(row.updated_at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// Deletes the endpoint; its pending deliveries end as `failed`.
+    pub async fn delete_endpoint(&self, partner_id: &str, id: &str) -> StoreResult<bool> {
+        let mut tx = self.writer.begin().await?;
+        let deleted = sqlx::query("DELETE FROM endpoints WHERE id = ? AND partner_id = ?")
+            .bind(id)
+            .bind(partner_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if deleted == 1 {
+            sqlx::query("UPDATE deliveries SET status = 'failed', locked_until = NULL WHERE endpoint_id = ? AND status = 'pending'")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(deleted == 1)
+    }
+}

@@ -1,0 +1,366 @@
+//! Orders, their events and the transactional outbox: an order's change, its
+//! event and one delivery per subscribed endpoint commit together or not at
+//! all. Idempotency records live in the same transaction.
+
+use sqlx::{Sqlite, Transaction};
+
+use super::{Store, StoreResult};
+use crate::domain::ids::new_id;
+use crate::domain::order::{apply, Direction, EventName, InvalidTransition, OrderStatus};
+use crate::domain::time::now_ms;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: String,
+    pub partner_id: String,
+    pub email: String,
+    pub direction: String,
+    pub status: String,
+    pub fiat_currency: Option<String>,
+    pub fiat_amount: Option<String>,
+    pub crypto_currency: Option<String>,
+    pub crypto_amount: Option<String>,
+    pub wallet_address: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EventRow {
+    pub id: String,
+    pub order_id: String,
+    pub event_name: String,
+    pub tx_hash: Option<String>,
+    pub reason: Option<String>,
+    pub time_stamp: i64,
+}
+
+pub struct NewOrder {
+    pub partner_id: String,
+    pub email: String,
+    pub direction: Direction,
+    pub fiat_currency: Option<String>,
+    pub fiat_amount: Option<String>,
+    pub crypto_currency: Option<String>,
+    pub crypto_amount: Option<String>,
+    pub wallet_address: Option<String>,
+    pub expires_in_ms: i64,
+}
+
+/// An `Idempotency-Key` as the store sees it: where it applies (scope: the
+/// caller and the route), the key, and a hash of the request it came with.
+pub struct Idempotency {
+    pub scope: String,
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// The result of a write that may be a replay of an earlier one.
+pub enum Replayable<T> {
+    /// Done now; the stored answer is what the caller's renderer produced.
+    Fresh(T),
+    /// Done before under the same key and request: the stored answer.
+    Replay { status: u16, body: String },
+    /// The key was used before with another request.
+    KeyReused,
+}
+
+// Built once per request and matched at once: boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+pub enum AppendOutcome {
+    Appended { event: EventRow, order: OrderRow },
+    NoSuchOrder,
+    Invalid(InvalidTransition),
+}
+
+const ORDER_COLUMNS: &str = "id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at";
+const EVENT_COLUMNS: &str = "id, order_id, event_name, tx_hash, reason, time_stamp";
+
+/// Looks the key up inside the write transaction (writes are serialised, so
+/// two requests with one key cannot both miss).
+async fn idempotent_replay<T>(
+    tx: &mut Transaction<'_, Sqlite>,
+    idem: Option<&Idempotency>,
+) -> StoreResult<Option<Replayable<T>>> {
+    let Some(idem) = idem else { return Ok(None) };
+    let found: Option<(String, i64, String)> =
+        sqlx::query_as("SELECT request_hash, status, body FROM idempotency WHERE scope = ? AND key = ?")
+            .bind(&idem.scope)
+            .bind(&idem.key)
+            .fetch_optional(&mut **tx)
+            .await?;
+    Ok(found.map(|(hash, status, body)| {
+        if hash == idem.request_hash {
+            Replayable::Replay {
+                status: status as u16,
+                body,
+            }
+        } else {
+            Replayable::KeyReused
+        }
+    }))
+}
+
+async fn remember(
+    tx: &mut Transaction<'_, Sqlite>,
+    idem: Option<&Idempotency>,
+    status: u16,
+    body: &str,
+) -> StoreResult<()> {
+    if let Some(idem) = idem {
+        sqlx::query(
+            "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&idem.scope)
+        .bind(&idem.key)
+        .bind(&idem.request_hash)
+        .bind(status as i64)
+        .bind(body)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Creates an order; `render` gives the answer stored for replays.
+    pub async fn create_order(
+        &self,
+        new: NewOrder,
+        idem: Option<&Idempotency>,
+        render: impl FnOnce(&OrderRow) -> (u16, String),
+    ) -> StoreResult<Replayable<(OrderRow, u16, String)>> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(replay) = idempotent_replay(&mut tx, idem).await? {
+            return Ok(replay);
+        }
+        let now = now_ms();
+        let order = OrderRow {
+            id: uuid::Uuid::new_v4().to_string(),
+            partner_id: new.partner_id,
+            email: new.email,
+            direction: new.direction.as_str().to_owned(),
+            status: OrderStatus::AwaitingPayment.as_str().to_owned(),
+            fiat_currency: new.fiat_currency,
+            fiat_amount: new.fiat_amount,
+            crypto_currency: new.crypto_currency,
+            crypto_amount: new.crypto_amount,
+            wallet_address: new.wallet_address,
+            created_at: now,
+            updated_at: now,
+            expires_at: now + new.expires_in_ms,
+        };
+        sqlx::query(&format!(
+            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        ))
+        .bind(&order.id)
+        .bind(&order.partner_id)
+        .bind(&order.email)
+        .bind(&order.direction)
+        .bind(&order.status)
+        .bind(&order.fiat_currency)
+        .bind(&order.fiat_amount)
+        .bind(&order.crypto_currency)
+        .bind(&order.crypto_amount)
+        .bind(&order.wallet_address)
+        .bind(order.created_at)
+        .bind(order.updated_at)
+        .bind(order.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        let (status, body) = render(&order);
+        remember(&mut tx, idem, status, &body).await?;
+        tx.commit().await?;
+        Ok(Replayable::Fresh((order, status, body)))
+    }
+
+    pub async fn get_order(&self, id: &str) -> StoreResult<Option<(OrderRow, Vec<EventRow>)>> {
+        let order: Option<OrderRow> = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        let Some(order) = order else { return Ok(None) };
+        let events = sqlx::query_as(&format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE order_id = ? ORDER BY seq"
+        ))
+        .bind(id)
+        .fetch_all(&self.reader)
+        .await?;
+        Ok(Some((order, events)))
+    }
+
+    /// A user's orders with one partner, newest first.
+    pub async fn user_orders(&self, partner_id: &str, email: &str, limit: u32) -> StoreResult<Vec<OrderRow>> {
+        Ok(sqlx::query_as(&format!(
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE partner_id = ? AND email = ? ORDER BY created_at DESC LIMIT ?"
+        ))
+        .bind(partner_id)
+        .bind(email)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    /// Applies an event to an order and queues its deliveries, atomically.
+    pub async fn append_event(
+        &self,
+        order_id: &str,
+        event_name: EventName,
+        tx_hash: Option<String>,
+        reason: Option<String>,
+        idem: Option<&Idempotency>,
+        render: impl FnOnce(&EventRow, &OrderRow) -> (u16, String),
+    ) -> StoreResult<Replayable<(AppendOutcome, u16, String)>> {
+        let mut tx = self.writer.begin().await?;
+        if let Some(replay) = idempotent_replay(&mut tx, idem).await? {
+            return Ok(replay);
+        }
+        let outcome = append_in(&mut tx, order_id, event_name, tx_hash, reason).await?;
+        let (status, body) = match &outcome {
+            AppendOutcome::Appended { event, order } => {
+                let (status, body) = render(event, order);
+                remember(&mut tx, idem, status, &body).await?;
+                tx.commit().await?;
+                (status, body)
+            }
+            // Refusals are not remembered: nothing was written.
+            _ => (0, String::new()),
+        };
+        Ok(Replayable::Fresh((outcome, status, body)))
+    }
+
+    /// When the next awaiting order expires, if any.
+    pub async fn next_expiry(&self) -> StoreResult<Option<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT MIN(expires_at) FROM orders WHERE status = 'awaiting_payment'")
+                .fetch_one(&self.reader)
+                .await?,
+        )
+    }
+
+    /// Emits `payment_expired` for up to `limit` orders past `expiresAt`.
+    /// The transition is a conditional update, so an order expires once.
+    pub async fn expire_due(&self, now: i64, limit: u32) -> StoreResult<usize> {
+        let due: Vec<String> = sqlx::query_scalar(
+            "SELECT id FROM orders WHERE status = 'awaiting_payment' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+        )
+        .bind(now)
+        .bind(limit as i64)
+        .fetch_all(&self.reader)
+        .await?;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.writer.begin().await?;
+        let mut expired = 0;
+        for id in &due {
+            if let AppendOutcome::Appended { .. } =
+                append_in(&mut tx, id, EventName::PaymentExpired, None, None).await?
+            {
+                expired += 1;
+            }
+        }
+        tx.commit().await?;
+        Ok(expired)
+    }
+}
+
+/// The outbox write: order update (conditional on its current status), event
+/// row, and a delivery per enabled endpoint subscribed to the event.
+async fn append_in(
+    tx: &mut Transaction<'_, Sqlite>,
+    order_id: &str,
+    event_name: EventName,
+    tx_hash: Option<String>,
+    reason: Option<String>,
+) -> StoreResult<AppendOutcome> {
+    let order: Option<OrderRow> = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+        .bind(order_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(mut order) = order else {
+        return Ok(AppendOutcome::NoSuchOrder);
+    };
+    let direction = Direction::parse(&order.direction).expect("stored directions are valid");
+    let from = OrderStatus::parse(&order.status).expect("stored statuses are valid");
+    let to = match apply(direction, from, event_name) {
+        Ok(to) => to,
+        Err(invalid) => return Ok(AppendOutcome::Invalid(invalid)),
+    };
+    let now = now_ms();
+    let changed = sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
+        .bind(to.as_str())
+        .bind(now)
+        .bind(order_id)
+        .bind(from.as_str())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if changed != 1 {
+        // Someone else moved the order first (another instance): refuse as
+        // the state machine would have seen it.
+        return Ok(AppendOutcome::Invalid(InvalidTransition {
+            from,
+            event: event_name,
+            allowed: vec![],
+        }));
+    }
+    order.status = to.as_str().to_owned();
+    order.updated_at = now;
+    let event = EventRow {
+        id: new_id("evt"),
+        order_id: order_id.to_owned(),
+        event_name: event_name.as_str().to_owned(),
+        tx_hash,
+        reason,
+        time_stamp: now,
+    };
+    sqlx::query(&format!(
+        "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+    ))
+    .bind(&event.id)
+    .bind(&event.order_id)
+    .bind(&event.event_name)
+    .bind(&event.tx_hash)
+    .bind(&event.reason)
+    .bind(event.time_stamp)
+    .execute(&mut **tx)
+    .await?;
+    let endpoints: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT id, event_types FROM endpoints WHERE partner_id = ? AND enabled = 1 ORDER BY seq")
+            .bind(&order.partner_id)
+            .fetch_all(&mut **tx)
+            .await?;
+    for (endpoint_id, types) in endpoints {
+        if !subscribed(types.as_deref(), event_name) {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status, next_attempt_at, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+        )
+        .bind(new_id("dlv"))
+        .bind(&event.id)
+        .bind(&endpoint_id)
+        .bind(&order.partner_id)
+        .bind(order_id)
+        .bind(&event.event_name)
+        .bind(event.time_stamp)
+        .bind(now)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(AppendOutcome::Appended { event, order })
+}
+
+/// Does an endpoint with this `event_types` JSON want `event`?
+fn subscribed(types_json: Option<&str>, event: EventName) -> bool {
+    match types_json.map(serde_json::from_str::<Vec<String>>) {
+        None => true,
+        Some(Ok(types)) => types.iter().any(|t| t == event.as_str()),
+        Some(Err(_)) => true,
+    }
+}

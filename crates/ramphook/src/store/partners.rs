@@ -1,0 +1,44 @@
+//! Partners and the hashes of their API keys.
+
+use super::{Store, StoreResult};
+use crate::domain::time::now_ms;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct PartnerRow {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+impl Store {
+    pub async fn create_partner(&self, id: &str, name: &str, api_key_hash: &str) -> StoreResult<PartnerRow> {
+        let created_at = now_ms();
+        sqlx::query("INSERT INTO partners (id, name, api_key_hash, created_at) VALUES (?, ?, ?, ?)")
+            .bind(id)
+            .bind(name)
+            .bind(api_key_hash)
+            .bind(created_at)
+            .execute(&self.writer)
+            .await?;
+        Ok(PartnerRow {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            created_at,
+        })
+    }
+
+    pub async fn get_partner(&self, id: &str) -> StoreResult<Option<PartnerRow>> {
+        Ok(sqlx::query_as("SELECT id, name, created_at FROM partners WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+
+    /// The partner owning the API key with this hash.
+    pub async fn partner_by_key_hash(&self, api_key_hash: &str) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT id FROM partners WHERE api_key_hash = ?")
+            .bind(api_key_hash)
+            .fetch_optional(&self.reader)
+            .await?)
+    }
+}
