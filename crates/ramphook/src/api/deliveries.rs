@@ -99,7 +99,7 @@ impl From<AttemptRow> for AttemptView {
     }
 }
 
-#[utoipa::path(get, path = "/v1/partners/{pid}/deliveries", tag = "deliveries",
+#[utoipa::path(get, operation_id = "listDeliveries", path = "/v1/partners/{pid}/deliveries", tag = "deliveries",
     params(("pid" = String, Path), ("status" = Option<String>, Query), ("orderId" = Option<String>, Query),
         ("endpointId" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = DeliveryList), (status = 404, body = super::error::Problem)))]
@@ -137,7 +137,7 @@ async fn visible_delivery(state: &AppState, caller: &Caller, id: &str) -> ApiRes
     }
 }
 
-#[utoipa::path(get, path = "/v1/deliveries/{did}", tag = "deliveries", params(("did" = String, Path)),
+#[utoipa::path(get, operation_id = "getDelivery", path = "/v1/deliveries/{did}", tag = "deliveries", params(("did" = String, Path)),
     responses((status = 200, body = DeliveryDetail), (status = 404, body = super::error::Problem)))]
 pub async fn get(
     State(state): State<AppState>,
@@ -151,7 +151,7 @@ pub async fn get(
     }))
 }
 
-#[utoipa::path(post, path = "/v1/deliveries/{did}/retry", tag = "deliveries", params(("did" = String, Path)),
+#[utoipa::path(post, operation_id = "retryDelivery", path = "/v1/deliveries/{did}/retry", tag = "deliveries", params(("did" = String, Path)),
     responses((status = 202), (status = 404, body = super::error::Problem)))]
 pub async fn retry(State(state): State<AppState>, caller: Caller, Path(did): Path<String>) -> ApiResult<StatusCode> {
     visible_delivery(&state, &caller, &did).await?;

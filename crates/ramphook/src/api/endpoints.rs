@@ -145,7 +145,7 @@ fn check_description(description: &Option<String>) -> ApiResult<()> {
     }
 }
 
-#[utoipa::path(post, path = "/v1/partners/{pid}/endpoints", request_body = CreateEndpoint, tag = "endpoints",
+#[utoipa::path(post, operation_id = "createEndpoint", path = "/v1/partners/{pid}/endpoints", request_body = CreateEndpoint, tag = "endpoints",
     params(("pid" = String, Path)),
     responses((status = 201, body = EndpointView), (status = 422, body = super::error::Problem)))]
 pub async fn create(
@@ -181,7 +181,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(EndpointView::from_row(row, true))))
 }
 
-#[utoipa::path(get, path = "/v1/partners/{pid}/endpoints", tag = "endpoints",
+#[utoipa::path(get, operation_id = "listEndpoints", path = "/v1/partners/{pid}/endpoints", tag = "endpoints",
     params(("pid" = String, Path), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
     responses((status = 200, body = EndpointList)))]
 pub async fn list(
@@ -202,7 +202,7 @@ pub async fn list(
     }))
 }
 
-#[utoipa::path(get, path = "/v1/partners/{pid}/endpoints/{eid}", tag = "endpoints",
+#[utoipa::path(get, operation_id = "getEndpoint", path = "/v1/partners/{pid}/endpoints/{eid}", tag = "endpoints",
     params(("pid" = String, Path), ("eid" = String, Path)),
     responses((status = 200, body = EndpointView), (status = 404, body = super::error::Problem)))]
 pub async fn get(
@@ -219,7 +219,7 @@ pub async fn get(
     Ok(Json(EndpointView::from_row(row, false)))
 }
 
-#[utoipa::path(patch, path = "/v1/partners/{pid}/endpoints/{eid}", request_body = UpdateEndpoint, tag = "endpoints",
+#[utoipa::path(patch, operation_id = "updateEndpoint", path = "/v1/partners/{pid}/endpoints/{eid}", request_body = UpdateEndpoint, tag = "endpoints",
     params(("pid" = String, Path), ("eid" = String, Path)),
     responses((status = 200, body = EndpointView), (status = 404, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
 pub async fn update(
@@ -257,7 +257,7 @@ pub async fn update(
     Ok(Json(EndpointView::from_row(row, false)))
 }
 
-#[utoipa::path(delete, path = "/v1/partners/{pid}/endpoints/{eid}", tag = "endpoints",
+#[utoipa::path(delete, operation_id = "deleteEndpoint", path = "/v1/partners/{pid}/endpoints/{eid}", tag = "endpoints",
     params(("pid" = String, Path), ("eid" = String, Path)),
     responses((status = 204), (status = 404, body = super::error::Problem)))]
 pub async fn delete(

@@ -45,13 +45,23 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; a JSON object is expected",
         ));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
         use serde_json::error::Category;
-        match e.classify() {
-            Category::Syntax | Category::Eof | Category::Io => ApiError::bad_request(format!("malformed JSON: {e}")),
-            Category::Data => ApiError::invalid(e.to_string()),
+        let path = e.path().to_string();
+        let inner = e.inner();
+        match inner.classify() {
+            Category::Syntax | Category::Eof | Category::Io => {
+                ApiError::bad_request(format!("malformed JSON: {inner}"))
+            }
+            Category::Data if path == "." => ApiError::invalid(inner.to_string()),
+            Category::Data => ApiError::invalid(format!("{path}: {inner}")),
         }
-    })
+    })?;
+    deserializer
+        .end()
+        .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
+    Ok(value)
 }
 
 /// `?limit=&cursor=` of every list.

@@ -179,7 +179,7 @@ fn check_short_text(field: &str, value: &Option<String>, max: usize) -> ApiResul
     }
 }
 
-#[utoipa::path(post, path = "/v1/orders", request_body = CreateOrder, tag = "orders",
+#[utoipa::path(post, operation_id = "createOrder", path = "/v1/orders", request_body = CreateOrder, tag = "orders",
     params(("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = OrderView), (status = 403, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
 pub async fn create(
@@ -244,7 +244,7 @@ async fn visible_order(state: &AppState, caller: &Caller, id: &str) -> ApiResult
     }
 }
 
-#[utoipa::path(get, path = "/v1/orders/{id}", tag = "orders", params(("id" = String, Path)),
+#[utoipa::path(get, operation_id = "getOrder", path = "/v1/orders/{id}", tag = "orders", params(("id" = String, Path)),
     responses((status = 200, body = OrderView), (status = 404, body = super::error::Problem)))]
 pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<String>) -> ApiResult<Json<OrderView>> {
     let (order, events) = visible_order(&state, &caller, &id).await?;
@@ -254,7 +254,7 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<S
     )))
 }
 
-#[utoipa::path(post, path = "/v1/orders/{id}/events", request_body = AppendEvent, tag = "orders",
+#[utoipa::path(post, operation_id = "appendEvent", path = "/v1/orders/{id}/events", request_body = AppendEvent, tag = "orders",
     params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
     responses((status = 201, body = EventCreated), (status = 404, body = super::error::Problem),
         (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
@@ -303,7 +303,7 @@ pub async fn append_event(
     }
 }
 
-#[utoipa::path(get, path = "/v1/partners/{pid}/users/{email}/orders", tag = "orders",
+#[utoipa::path(get, operation_id = "listUserOrders", path = "/v1/partners/{pid}/users/{email}/orders", tag = "orders",
     params(("pid" = String, Path), ("email" = String, Path)),
     responses((status = 200, body = OrderList), (status = 403, body = super::error::Problem), (status = 404, body = super::error::Problem)))]
 pub async fn user_orders(

@@ -42,7 +42,7 @@ impl PartnerView {
     }
 }
 
-#[utoipa::path(post, path = "/v1/partners", request_body = CreatePartner, tag = "partners",
+#[utoipa::path(post, operation_id = "createPartner", path = "/v1/partners", request_body = CreatePartner, tag = "partners",
     responses((status = 201, body = PartnerView), (status = 422, body = super::error::Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -62,7 +62,7 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(PartnerView::from_row(row, Some(api_key)))))
 }
 
-#[utoipa::path(get, path = "/v1/partners/{pid}", tag = "partners",
+#[utoipa::path(get, operation_id = "getPartner", path = "/v1/partners/{pid}", tag = "partners",
     params(("pid" = String, Path)), responses((status = 200, body = PartnerView), (status = 404, body = super::error::Problem)))]
 pub async fn get(
     State(state): State<AppState>,

@@ -1,0 +1,119 @@
+//! The command line: bad values stop start-up with one line naming the
+//! setting; the admin token is generated when unset; --help lists env vars.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Runs the binary to completion; a run that does not end in 10 s (a bad
+/// value accepted, the server started) fails the test instead of hanging it.
+fn ramphook(args: &[&str], env: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ramphook"));
+    command
+        .args(args)
+        .current_dir(dir.path())
+        .env("RAMPHOOK_LISTEN", "127.0.0.1:0");
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAMPHOOK_")) {
+        command.env_remove(k);
+    }
+    command.envs(env.iter().copied());
+    let mut child = command.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("ramphook {args:?} did not exit: the bad value was accepted");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_bad_duration_stops_start_up_with_one_line_naming_the_setting() {
+    let out = ramphook(&["serve"], &[("RAMPHOOK_DELIVERY_TIMEOUT", "soon")]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("--delivery-timeout") && stderr.contains("RAMPHOOK_DELIVERY_TIMEOUT"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn bad_retry_schedule_and_cidr_name_their_settings() {
+    let out = ramphook(&["serve", "--retry-schedule", "0s,5y"], &[]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("RAMPHOOK_RETRY_SCHEDULE") && stderr.contains("5y"),
+        "{stderr}"
+    );
+
+    let out = ramphook(&["serve"], &[("RAMPHOOK_ALLOW_CIDRS", "127.0.0.0/33")]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("RAMPHOOK_ALLOW_CIDRS"), "{stderr}");
+}
+
+#[test]
+fn help_lists_every_setting_with_its_env_var() {
+    let out = ramphook(&["serve", "--help"], &[]);
+    let help = String::from_utf8(out.stdout).unwrap();
+    for env in [
+        "RAMPHOOK_LISTEN",
+        "RAMPHOOK_DATABASE_URL",
+        "RAMPHOOK_ADMIN_TOKEN",
+        "RAMPHOOK_ALLOW_CIDRS",
+        "RAMPHOOK_RETRY_SCHEDULE",
+        "RAMPHOOK_DELIVERY_TIMEOUT",
+        "RAMPHOOK_LOG_FORMAT",
+    ] {
+        assert!(help.contains(env), "--help lacks {env}:\n{help}");
+    }
+}
+
+#[tokio::test]
+async fn an_unset_admin_token_is_generated_printed_and_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_ramphook"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+        .arg(format!("sqlite://{}/r.db", dir.path().display()))
+        .env_remove("RAMPHOOK_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    use tokio::io::AsyncBufReadExt;
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut token, mut base) = (None, None);
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some((_, t)) = line.split_once("admin token (generated; set RAMPHOOK_ADMIN_TOKEN to keep one): ") {
+            token = Some(t.to_owned());
+        }
+        if let Some(addr) = line.strip_prefix("ramphook listening on ") {
+            base = Some(addr.to_owned());
+            break;
+        }
+    }
+    let (token, base) = (token.expect("token printed"), base.unwrap());
+    let client = reqwest::Client::new();
+    let ok = client
+        .post(format!("{base}/v1/partners"))
+        .bearer_auth(&token)
+        .body(r#"{"name":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status(), 201);
+    let wrong = client
+        .post(format!("{base}/v1/partners"))
+        .bearer_auth("nope")
+        .body(r#"{"name":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+}

@@ -1,0 +1,64 @@
+//! Crash safety and graceful shutdown: once the API answered 201 the webhook
+//! is delivered, even if the process is SIGKILLed the next instant.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::common::{wait_until, Receiver, TestServer};
+
+#[tokio::test]
+async fn every_accepted_event_is_delivered_after_a_sigkill_and_restart() {
+    let mut server = TestServer::start().await;
+    // Slow answers keep most deliveries unsent (or in flight) at the kill.
+    let receiver = Receiver::start(Arc::new(|_, _| (200, Duration::from_millis(100)))).await;
+    let (pid, _) = server.partner().await;
+    server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
+    let mut accepted = HashSet::new();
+    for _ in 0..40 {
+        let order = server.order(&pid, "on_ramp").await;
+        accepted.insert(server.event(&order, "payment_received").await);
+    }
+    server.kill().await;
+    let before_restart = receiver.received().len();
+    assert!(
+        before_restart < accepted.len(),
+        "the kill came too late to prove anything"
+    );
+
+    server.launch().await;
+    wait_until(Duration::from_secs(20), "every accepted event to arrive", || async {
+        let seen: HashSet<String> = receiver.received().iter().map(|r| r.webhook_id().to_owned()).collect();
+        accepted.is_subset(&seen)
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn sigterm_lets_in_flight_attempts_finish_and_stops_accepting() {
+    let mut server = TestServer::start().await;
+    let receiver = Receiver::start(Arc::new(|_, _| (200, Duration::from_millis(700)))).await;
+    let (pid, _) = server.partner().await;
+    server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
+    let order = server.order(&pid, "on_ramp").await;
+    server.event(&order, "payment_received").await;
+    receiver.wait_for(1, Duration::from_secs(5)).await; // the attempt is now in flight
+
+    let base = server.base.clone();
+    let status = server.terminate().await;
+    assert!(status.success(), "clean exit: {status:?}");
+    assert!(server.log().contains("shutdown requested"), "{}", server.log());
+    assert!(
+        reqwest::get(format!("{base}/healthz")).await.is_err(),
+        "still accepting after shutdown"
+    );
+
+    server.launch().await;
+    let deliveries = server.deliveries(&pid, "").await;
+    assert_eq!(
+        deliveries[0]["status"], "delivered",
+        "the in-flight attempt finished and was recorded"
+    );
+    assert_eq!(deliveries[0]["attempts"], 1);
+    assert_eq!(receiver.received().len(), 1, "and was not sent again");
+}

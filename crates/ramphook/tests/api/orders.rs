@@ -1,0 +1,262 @@
+//! Orders: the state machine through the API, idempotency, expiry, and that
+//! a refused request leaves nothing behind.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::common::{Receiver, TestServer};
+
+#[tokio::test]
+async fn an_on_ramp_order_walks_the_whole_state_machine() {
+    let server = TestServer::start().await;
+    let (pid, _) = server.partner().await;
+    let (status, order) = server
+        .admin(
+            "POST",
+            "/v1/orders",
+            Some(json!({"partnerId": pid, "email": "Alice@Example.com", "direction": "on_ramp",
+                        "fiatCurrency": "EUR", "fiatAmount": "100.50", "cryptoCurrency": "BTC", "cryptoAmount": "0.0021",
+                        "walletAddress": "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh"})),
+        )
+        .await;
+    assert_eq!(status, 201, "{order}");
+    assert_eq!(order["status"], "awaiting_payment");
+    assert_eq!(order["email"], "alice@example.com");
+    assert_eq!(order["fiatAmount"], "100.50");
+    let id = order["id"].as_str().unwrap();
+    assert!(uuid::Uuid::parse_str(id).is_ok());
+
+    for (event, status) in [
+        ("payment_received", "paid"),
+        ("crypto_tx_sent", "crypto_sent"),
+        ("crypto_tx_failed", "crypto_failed"),
+        ("crypto_tx_sent", "crypto_sent"),
+        ("crypto_delivered", "delivered"),
+    ] {
+        let (code, body) = server
+            .admin(
+                "POST",
+                &format!("/v1/orders/{id}/events"),
+                Some(json!({"eventName": event, "txHash": "0xabc"})),
+            )
+            .await;
+        assert_eq!(code, 201, "{event}: {body}");
+        assert_eq!(body["order"]["status"], status);
+        assert_eq!(body["event"]["eventName"], event);
+        assert_eq!(body["event"]["orderId"], id);
+        let ts = body["event"]["timeStamp"].as_str().unwrap();
+        assert!(ts.len() == 24 && ts.ends_with('Z'), "{ts}");
+    }
+    let (code, problem) = server
+        .admin(
+            "POST",
+            &format!("/v1/orders/{id}/events"),
+            Some(json!({"eventName": "payment_received"})),
+        )
+        .await;
+    assert_eq!((code, problem["code"].as_str()), (409, Some("invalid_transition")));
+
+    let (_, full) = server.admin("GET", &format!("/v1/orders/{id}"), None).await;
+    let names: Vec<&str> = full["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventName"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "payment_received",
+            "crypto_tx_sent",
+            "crypto_tx_failed",
+            "crypto_tx_sent",
+            "crypto_delivered"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn refused_events_name_what_is_allowed_and_write_nothing() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::ok().await;
+    let (pid, _) = server.partner().await;
+    server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
+    let off = server.order(&pid, "off_ramp").await;
+    server.event(&off, "payment_received").await;
+
+    let (code, problem) = server
+        .admin(
+            "POST",
+            &format!("/v1/orders/{off}/events"),
+            Some(json!({"eventName": "crypto_tx_sent"})),
+        )
+        .await;
+    assert_eq!(
+        (code, problem["code"].as_str()),
+        (409, Some("invalid_transition")),
+        "on-ramp only event on an off-ramp"
+    );
+    let (code, problem) = server
+        .admin(
+            "POST",
+            &format!("/v1/orders/{off}/events"),
+            Some(json!({"eventName": "payment_teleported"})),
+        )
+        .await;
+    assert_eq!((code, problem["code"].as_str()), (422, Some("invalid_input")));
+    assert!(problem["detail"].as_str().unwrap().contains("payment_received"));
+
+    let on = server.order(&pid, "on_ramp").await;
+    let (code, problem) = server
+        .admin(
+            "POST",
+            &format!("/v1/orders/{on}/events"),
+            Some(json!({"eventName": "crypto_delivered"})),
+        )
+        .await;
+    assert_eq!(code, 409);
+    let detail = problem["detail"].as_str().unwrap();
+    for allowed in ["payment_received", "payment_rejected", "payment_expired"] {
+        assert!(detail.contains(allowed), "{detail}");
+    }
+    let (code, _) = server
+        .admin(
+            "POST",
+            "/v1/orders/5a3288ea-0bd4-44d2-af11-aae1f88bbd61/events",
+            Some(json!({"eventName": "payment_received"})),
+        )
+        .await;
+    assert_eq!(code, 404);
+
+    let (_, full) = server.admin("GET", &format!("/v1/orders/{on}"), None).await;
+    assert_eq!(full["events"], json!([]));
+    assert_eq!(full["status"], "awaiting_payment");
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(
+        server.deliveries(&pid, "").await.len(),
+        1,
+        "only the accepted event was queued"
+    );
+}
+
+#[tokio::test]
+async fn bad_orders_are_refused() {
+    let server = TestServer::start().await;
+    let (pid, _) = server.partner().await;
+    for body in [
+        json!({"partnerId": pid, "email": "nope", "direction": "on_ramp"}),
+        json!({"partnerId": pid, "email": "a@b.co", "direction": "sideways"}),
+        json!({"partnerId": "ptn_missing", "email": "a@b.co", "direction": "on_ramp"}),
+        json!({"partnerId": pid, "email": "a@b.co", "direction": "on_ramp", "fiatAmount": "1e9"}),
+        json!({"partnerId": pid, "email": "a@b.co", "direction": "on_ramp", "fiatAmount": 100}),
+        json!({"partnerId": pid, "email": "a@b.co", "direction": "on_ramp", "expiresInSeconds": 0}),
+        json!({"email": "a@b.co", "direction": "on_ramp"}),
+    ] {
+        let (code, problem) = server.admin("POST", "/v1/orders", Some(body.clone())).await;
+        assert_eq!((code, problem["code"].as_str()), (422, Some("invalid_input")), "{body}");
+    }
+    let (_, orders) = server
+        .admin("GET", &format!("/v1/partners/{pid}/users/a@b.co/orders"), None)
+        .await;
+    assert_eq!(orders["data"], json!([]));
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_the_first_answer_and_refuse_other_bodies() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::ok().await;
+    let (pid, _) = server.partner().await;
+    server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
+    let send = |path: String, key: &'static str, body: serde_json::Value| {
+        server
+            .client
+            .post(format!("{}{path}", server.base))
+            .bearer_auth(crate::common::ADMIN)
+            .header("idempotency-key", key)
+            .body(body.to_string())
+            .send()
+    };
+    let order_body = json!({"partnerId": pid, "email": "a@b.co", "direction": "on_ramp"});
+    let first = send("/v1/orders".into(), "order-1", order_body.clone()).await.unwrap();
+    assert_eq!(first.status(), 201);
+    let first = first.text().await.unwrap();
+    let again = send("/v1/orders".into(), "order-1", order_body.clone()).await.unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.text().await.unwrap(), first, "the same answer, no second order");
+    let other = send(
+        "/v1/orders".into(),
+        "order-1",
+        json!({"partnerId": pid, "email": "b@b.co", "direction": "on_ramp"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(other.status(), 422);
+
+    let order_id = serde_json::from_str::<serde_json::Value>(&first).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/orders/{order_id}/events");
+    let a = send(path.clone(), "evt-1", json!({"eventName": "payment_received"}))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let b = send(path.clone(), "evt-1", json!({"eventName": "payment_received"}))
+        .await
+        .unwrap();
+    assert_eq!(b.status(), 201);
+    assert_eq!(b.text().await.unwrap(), a);
+    let c = send(path.clone(), "evt-1", json!({"eventName": "payment_rejected"}))
+        .await
+        .unwrap();
+    assert_eq!(c.status(), 422);
+
+    let (_, full) = server.admin("GET", &format!("/v1/orders/{order_id}"), None).await;
+    assert_eq!(full["events"].as_array().unwrap().len(), 1);
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(server.deliveries(&pid, "").await.len(), 1, "one event, one delivery");
+    let (_, orders) = server
+        .admin("GET", &format!("/v1/partners/{pid}/users/a@b.co/orders"), None)
+        .await;
+    assert_eq!(orders["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn unpaid_orders_expire_on_their_own_and_are_announced() {
+    let server = TestServer::start().await;
+    let receiver = Receiver::ok().await;
+    let (pid, _) = server.partner().await;
+    server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
+    let (_, order) = server
+        .admin(
+            "POST",
+            "/v1/orders",
+            Some(json!({"partnerId": pid, "email": "a@b.co", "direction": "off_ramp", "expiresInSeconds": 1})),
+        )
+        .await;
+    let id = order["id"].as_str().unwrap().to_owned();
+    let paid = server.order(&pid, "on_ramp").await;
+    server.event(&paid, "payment_received").await;
+
+    let got = receiver.wait_for(2, Duration::from_secs(5)).await;
+    let expired: Vec<_> = got
+        .iter()
+        .filter(|r| r.json()["eventName"] == "payment_expired")
+        .collect();
+    assert_eq!(expired.len(), 1);
+    assert_eq!(expired[0].json()["orderId"], id.as_str());
+    let (_, full) = server.admin("GET", &format!("/v1/orders/{id}"), None).await;
+    assert_eq!(full["status"], "expired");
+    let deadline = chrono::DateTime::parse_from_rfc3339(full["expiresAt"].as_str().unwrap()).unwrap();
+    let happened = chrono::DateTime::parse_from_rfc3339(full["events"][0]["timeStamp"].as_str().unwrap()).unwrap();
+    let late = happened - deadline;
+    assert!(
+        late >= chrono::TimeDelta::zero() && late < chrono::TimeDelta::milliseconds(1500),
+        "expired {late} after expiresAt"
+    );
+    let (_, still) = server.admin("GET", &format!("/v1/orders/{paid}"), None).await;
+    assert_eq!(still["status"], "paid", "a paid order never expires");
+}
