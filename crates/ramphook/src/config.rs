@@ -2,7 +2,6 @@
 //! into typed values so the rest of the code never sees a raw string.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -43,6 +42,10 @@ pub struct ServeConfig {
     #[arg(long, env = "RAMPHOOK_DATABASE_URL", default_value = "sqlite://ramphook.db")]
     pub database_url: String,
 
+    /// Connections each instance opens to PostgreSQL.
+    #[arg(long, env = "RAMPHOOK_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(2..=1000))]
+    pub database_max_connections: u32,
+
     /// Admin token; if unset a random one is generated and printed once.
     #[arg(long, env = "RAMPHOOK_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -76,15 +79,6 @@ pub struct ServeConfig {
     /// the next start.
     #[arg(long, env = "RAMPHOOK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
-}
-
-impl ServeConfig {
-    /// Where the SQLite file lives, for logs and operators.
-    pub fn sqlite_path(&self) -> Option<PathBuf> {
-        self.database_url
-            .strip_prefix("sqlite://")
-            .map(|p| PathBuf::from(p.split('?').next().unwrap_or(p)))
-    }
 }
 
 /// Parses `150ms`, `5s`, `5m`, `2h`, `1d`: a whole number and one suffix.

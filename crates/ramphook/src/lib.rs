@@ -21,15 +21,22 @@ use config::ServeConfig;
 use delivery::dispatcher::{Dispatcher, Wakeup};
 use delivery::sender::Sender;
 use net_guard::NetGuard;
-use store::Store;
+use store::{Backend, PoolSettings, Store};
 
 /// Runs the API, the dispatcher and the expiry scheduler until SIGTERM/Ctrl-C.
 pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let metrics = telemetry::init_metrics();
-    let store = Store::open(&config.database_url)
+    let pool = PoolSettings {
+        max_connections: config.database_max_connections,
+        ..PoolSettings::default()
+    };
+    let store = Store::open(&config.database_url, pool)
         .await
-        .map_err(|e| format!("cannot open the database {}: {e}", config.database_url))?;
-    store.release_all_leases().await.map_err(|e| e.to_string())?;
+        .map_err(|e| format!("cannot open the database (--database-url / RAMPHOOK_DATABASE_URL): {e}"))?;
+    if store.backend() == Backend::Sqlite {
+        // One process per SQLite file: no lease found at start-up is alive.
+        store.release_all_leases().await.map_err(|e| e.to_string())?;
+    }
 
     let admin_token: Arc<str> = match &config.admin_token {
         Some(token) if token.len() >= 16 => token.as_str().into(),
@@ -58,10 +65,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         schedule: config.retry_schedule.clone(),
         wakeup: wakeup.clone(),
         max_in_flight: config.max_in_flight as usize,
-        lease: config.delivery_timeout + Duration::from_secs(30),
+        // Longer than any attempt, so a live instance never loses its claim.
+        lease: config.delivery_timeout + Duration::from_secs(10),
         shutdown_grace: config.shutdown_grace,
     };
     let dispatcher = tokio::spawn(dispatcher.run(shutdown.clone()));
+    if store.backend() == Backend::Postgres {
+        tokio::spawn(wake_on_notify(
+            config.database_url.clone(),
+            wakeup.clone(),
+            shutdown.clone(),
+        ));
+    }
     let expiry = tokio::spawn(expiry::run(
         store.clone(),
         new_order.clone(),
@@ -90,4 +105,34 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     store.close().await;
     tracing::info!("ramphook stopped");
     Ok(())
+}
+
+/// PostgreSQL: another instance's commit wakes this instance's dispatcher
+/// within milliseconds (LISTEN/NOTIFY); the dispatcher's poll is the fallback
+/// while the listener reconnects.
+async fn wake_on_notify(url: String, wakeup: Wakeup, shutdown: tokio_util::sync::CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    while !shutdown.is_cancelled() {
+        let listener = async {
+            let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
+            listener.listen(store::WAKE_CHANNEL).await?;
+            loop {
+                listener.recv().await?;
+                wakeup.wake();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        };
+        tokio::select! {
+            result = listener => {
+                if let Err(err) = result {
+                    tracing::warn!(error = %err, "LISTEN connection lost; reconnecting");
+                }
+            }
+            _ = shutdown.cancelled() => return,
+        }
+        wakeup.wake();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
 }

@@ -81,7 +81,7 @@ impl From<DeliveryRow> for DeliveryView {
             status: row.status,
             attempts: row.attempts,
             last_status_code: row.last_status_code,
-            test: row.is_test,
+            test: row.is_test != 0,
             created_at: format_ms(row.created_at),
         }
     }

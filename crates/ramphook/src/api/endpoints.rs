@@ -69,6 +69,7 @@ pub struct EndpointView {
 impl EndpointView {
     fn from_row(row: EndpointRow, show_secret: bool) -> Self {
         let event_types = row.event_types();
+        let enabled = row.is_enabled();
         Self {
             id: row.id,
             partner_id: row.partner_id,
@@ -76,7 +77,7 @@ impl EndpointView {
             secret: show_secret.then_some(row.secret),
             event_types,
             description: row.description,
-            enabled: row.enabled,
+            enabled,
             created_at: format_ms(row.created_at),
             updated_at: format_ms(row.updated_at),
         }
@@ -251,7 +252,7 @@ pub async fn update(
         .update_endpoint(&pid, &eid, patch)
         .await?
         .ok_or_else(|| ApiError::not_found("no such endpoint"))?;
-    if row.enabled {
+    if row.is_enabled() {
         state.deliveries.wake();
     }
     Ok(Json(EndpointView::from_row(row, false)))

@@ -2,9 +2,7 @@
 //! lease, record attempt results in batches) and from the API (list, show,
 //! retry by hand).
 
-use sqlx::QueryBuilder;
-
-use super::{Page, Store, StoreResult};
+use super::{placeholders, Backend, Page, Store, StoreResult};
 use crate::domain::time::now_ms;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -20,7 +18,8 @@ pub struct DeliveryRow {
     pub attempts: i64,
     pub next_attempt_at: i64,
     pub last_status_code: Option<i64>,
-    pub is_test: bool,
+    /// 1 for a test delivery (an integer on both backends).
+    pub is_test: i64,
     pub created_at: i64,
 }
 
@@ -76,35 +75,44 @@ impl Store {
     /// order's events reach each endpoint in order, also across retries.
     pub async fn claim_due(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedDelivery>> {
         let now = now_ms();
-        let claimed: Vec<(String, String, String, String, i64, i64, String)> = sqlx::query_as(
-            "UPDATE deliveries SET locked_until = ?1 + ?2
+        // On PostgreSQL several instances claim at once: skip rows another
+        // instance is claiming instead of waiting for it.
+        let lock = match self.backend {
+            Backend::Sqlite => "",
+            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        };
+        let sql = format!(
+            "UPDATE deliveries SET locked_until = $1 + $2
              WHERE seq IN (
                  SELECT d.seq FROM deliveries d
-                 WHERE d.status = 'pending' AND d.next_attempt_at <= ?1
-                   AND (d.locked_until IS NULL OR d.locked_until <= ?1)
+                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+                   AND (d.locked_until IS NULL OR d.locked_until <= $1)
                    AND NOT EXISTS (SELECT 1 FROM deliveries e
                                    WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
                                      AND e.status = 'pending' AND e.seq < d.seq)
                    AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1)
                  ORDER BY d.next_attempt_at, d.seq
-                 LIMIT ?3)
-             RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id",
-        )
-        .bind(now)
-        .bind(lease_ms)
-        .bind(limit as i64)
-        .fetch_all(&self.writer)
-        .await?;
+                 LIMIT $3 {lock})
+             RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id"
+        );
+        let claimed: Vec<(String, String, String, String, i64, i64, String)> = sqlx::query_as(&sql)
+            .bind(now)
+            .bind(lease_ms)
+            .bind(limit as i64)
+            .fetch_all(&self.writer)
+            .await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        let mut query = QueryBuilder::new("SELECT id, url, secret FROM endpoints WHERE enabled = 1 AND id IN (");
-        let mut ids = query.separated(", ");
+        let sql = format!(
+            "SELECT id, url, secret FROM endpoints WHERE enabled = 1 AND id IN ({})",
+            placeholders(1, claimed.len())
+        );
+        let mut query = sqlx::query_as(&sql);
         for row in &claimed {
-            ids.push_bind(&row.6);
+            query = query.bind(&row.6);
         }
-        query.push(")");
-        let targets: Vec<(String, String, String)> = query.build_query_as().fetch_all(&self.reader).await?;
+        let targets: Vec<(String, String, String)> = query.fetch_all(&self.reader).await?;
         Ok(claimed
             .into_iter()
             .map(
@@ -133,7 +141,7 @@ impl Store {
         let mut tx = self.writer.begin().await?;
         for r in results {
             sqlx::query(
-                "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(&r.delivery_id)
             .bind(r.at)
@@ -144,8 +152,8 @@ impl Store {
             .execute(&mut *tx)
             .await?;
             sqlx::query(
-                "UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, locked_until = NULL,
-                 last_status_code = ? WHERE id = ?",
+                "UPDATE deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, locked_until = NULL,
+                 last_status_code = $3 WHERE id = $4",
             )
             .bind(r.new_status)
             .bind(r.next_attempt_at)
@@ -163,14 +171,15 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        let mut query =
-            QueryBuilder::new("UPDATE deliveries SET locked_until = NULL WHERE status = 'pending' AND id IN (");
-        let mut list = query.separated(", ");
+        let sql = format!(
+            "UPDATE deliveries SET locked_until = NULL WHERE status = 'pending' AND id IN ({})",
+            placeholders(1, ids.len())
+        );
+        let mut query = sqlx::query(&sql);
         for id in ids {
-            list.push_bind(id);
+            query = query.bind(id);
         }
-        query.push(")");
-        query.build().execute(&self.writer).await?;
+        query.execute(&self.writer).await?;
         Ok(())
     }
 
@@ -185,7 +194,8 @@ impl Store {
     /// The earliest time a pending, unleased delivery becomes due.
     pub async fn next_due_at(&self) -> StoreResult<Option<i64>> {
         Ok(sqlx::query_scalar(
-            "SELECT MIN(COALESCE(MAX(d.next_attempt_at, d.locked_until), d.next_attempt_at)) FROM deliveries d
+            "SELECT MIN(CASE WHEN d.locked_until > d.next_attempt_at THEN d.locked_until ELSE d.next_attempt_at END)
+             FROM deliveries d
              WHERE d.status = 'pending'
                AND NOT EXISTS (SELECT 1 FROM deliveries e
                                WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
@@ -211,33 +221,40 @@ impl Store {
         limit: u32,
         before: Option<i64>,
     ) -> StoreResult<Page<DeliveryRow>> {
-        let mut query = QueryBuilder::new(format!("SELECT {COLUMNS} FROM deliveries WHERE partner_id = "));
-        query.push_bind(partner_id);
-        if let Some(status) = &filter.status {
-            query.push(" AND status = ").push_bind(status);
+        let mut sql = format!("SELECT {COLUMNS} FROM deliveries WHERE partner_id = $1");
+        let mut binds: Vec<&str> = vec![partner_id];
+        for (column, value) in [
+            ("status", &filter.status),
+            ("order_id", &filter.order_id),
+            ("endpoint_id", &filter.endpoint_id),
+        ] {
+            if let Some(value) = value {
+                binds.push(value);
+                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
+            }
         }
-        if let Some(order_id) = &filter.order_id {
-            query.push(" AND order_id = ").push_bind(order_id);
+        let n = binds.len();
+        sql.push_str(&format!(" AND seq < ${} ORDER BY seq DESC LIMIT ${}", n + 1, n + 2));
+        let mut query = sqlx::query_as(&sql);
+        for value in binds {
+            query = query.bind(value);
         }
-        if let Some(endpoint_id) = &filter.endpoint_id {
-            query.push(" AND endpoint_id = ").push_bind(endpoint_id);
-        }
-        if let Some(before) = before {
-            query.push(" AND seq < ").push_bind(before);
-        }
-        query.push(" ORDER BY seq DESC LIMIT ").push_bind(limit as i64 + 1);
-        let rows: Vec<DeliveryRow> = query.build_query_as().fetch_all(&self.reader).await?;
+        let rows: Vec<DeliveryRow> = query
+            .bind(before.unwrap_or(i64::MAX))
+            .bind(limit as i64 + 1)
+            .fetch_all(&self.reader)
+            .await?;
         Ok(Page::from_overfetch(rows, limit, |r| r.seq))
     }
 
     pub async fn get_delivery(&self, id: &str) -> StoreResult<Option<(DeliveryRow, Vec<AttemptRow>)>> {
-        let row: Option<DeliveryRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?"))
+        let row: Option<DeliveryRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
         let Some(row) = row else { return Ok(None) };
         let attempts = sqlx::query_as(
-            "SELECT at, status_code, duration_ms, error, response_body FROM attempts WHERE delivery_id = ? ORDER BY seq",
+            "SELECT at, status_code, duration_ms, error, response_body FROM attempts WHERE delivery_id = $1 ORDER BY seq",
         )
         .bind(id)
         .fetch_all(&self.reader)
@@ -248,13 +265,14 @@ impl Store {
     /// Makes a delivery due now, whatever its status (a manual retry).
     pub async fn retry_now(&self, id: &str) -> StoreResult<bool> {
         let changed = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, locked_until = NULL WHERE id = ?",
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, locked_until = NULL WHERE id = $2",
         )
         .bind(now_ms())
         .bind(id)
         .execute(&self.writer)
         .await?
         .rows_affected();
+        self.notify_dispatchers(&self.writer).await?;
         Ok(changed == 1)
     }
 }

@@ -12,13 +12,18 @@ pub struct EndpointRow {
     pub secret: String,
     pub event_types: Option<String>,
     pub description: Option<String>,
-    pub enabled: bool,
+    /// 1 or 0 (an integer on both backends).
+    pub enabled: i64,
     pub created_at: i64,
     pub updated_at: i64,
 }
 
 impl EndpointRow {
     /// The subscribed event names; `None` = every event.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled != 0
+    }
+
     pub fn event_types(&self) -> Option<Vec<String>> {
         self.event_types
             .as_deref()
@@ -57,7 +62,7 @@ impl Store {
         let now = now_ms();
         let sql = format!(
             "INSERT INTO endpoints (id, partner_id, url, secret, event_types, description, enabled, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING {COLUMNS}"
+             VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8) RETURNING {COLUMNS}"
         );
         Ok(sqlx::query_as(&sql)
             .bind(&new.id)
@@ -73,7 +78,7 @@ impl Store {
     }
 
     pub async fn get_endpoint(&self, partner_id: &str, id: &str) -> StoreResult<Option<EndpointRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = ? AND partner_id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = $1 AND partner_id = $2");
         Ok(sqlx::query_as(&sql)
             .bind(id)
             .bind(partner_id)
@@ -87,7 +92,7 @@ impl Store {
         limit: u32,
         after: Option<i64>,
     ) -> StoreResult<Page<EndpointRow>> {
-        let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE partner_id = ? AND seq > ? ORDER BY seq LIMIT ?");
+        let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE partner_id = $1 AND seq > $2 ORDER BY seq LIMIT $3");
         let rows: Vec<EndpointRow> = sqlx::query_as(&sql)
             .bind(partner_id)
             .bind(after.unwrap_or(0))
@@ -104,7 +109,7 @@ impl Store {
         patch: EndpointPatch,
     ) -> StoreResult<Option<EndpointRow>> {
         let mut tx = self.writer.begin().await?;
-        let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = ? AND partner_id = ?");
+        let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = $1 AND partner_id = $2");
         let Some(mut row): Option<EndpointRow> = sqlx::query_as(&sql)
             .bind(id)
             .bind(partner_id)
@@ -123,11 +128,11 @@ impl Store {
             row.description = description;
         }
         if let Some(enabled) = patch.enabled {
-            row.enabled = enabled;
+            row.enabled = enabled as i64;
         }
         row.updated_at = now_ms();
         sqlx::query(
-            "UPDATE endpoints SET url = ?, event_types = ?, description = ?, enabled = ?, updated_at = ? WHERE id = ?",
+            "UPDATE endpoints SET url = $1, event_types = $2, description = $3, enabled = $4, updated_at = $5 WHERE id = $6",
         )
         .bind(&row.url)
         .bind(&row.event_types)
@@ -144,14 +149,14 @@ impl Store {
     /// Deletes the endpoint; its pending deliveries end as `failed`.
     pub async fn delete_endpoint(&self, partner_id: &str, id: &str) -> StoreResult<bool> {
         let mut tx = self.writer.begin().await?;
-        let deleted = sqlx::query("DELETE FROM endpoints WHERE id = ? AND partner_id = ?")
+        let deleted = sqlx::query("DELETE FROM endpoints WHERE id = $1 AND partner_id = $2")
             .bind(id)
             .bind(partner_id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
         if deleted == 1 {
-            sqlx::query("UPDATE deliveries SET status = 'failed', locked_until = NULL WHERE endpoint_id = ? AND status = 'pending'")
+            sqlx::query("UPDATE deliveries SET status = 'failed', locked_until = NULL WHERE endpoint_id = $1 AND status = 'pending'")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;

@@ -1,10 +1,13 @@
 //! Durable state behind one API: partners, endpoints, orders, events, the
-//! delivery outbox and its attempt log. Today one backend (SQLite); the API
-//! is shaped so a PostgreSQL backend can sit behind the same methods.
+//! delivery outbox and its attempt log — on SQLite (the default) or
+//! PostgreSQL, with one set of queries.
 //!
-//! SQLite writes go through a pool of exactly one connection, so writers
-//! queue in-process instead of meeting "database is locked"; reads use a
-//! separate pool in WAL mode and never wait on writers.
+//! Queries go through sqlx's `Any` driver and are written once, in SQL both
+//! databases speak (`$1` placeholders, integers for times and flags); the few
+//! places that differ ask `self.backend`. On SQLite, writes go through a pool
+//! of exactly one connection, so writers queue in-process instead of meeting
+//! "database is locked"; reads use a separate pool in WAL mode. On
+//! PostgreSQL one pool serves both, and several instances may share it.
 
 mod deliveries;
 mod endpoints;
@@ -14,12 +17,19 @@ mod partners;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::AnyPoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::AnyPool;
+use sqlx::{Any, Executor};
 
 pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow};
 pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint};
 pub use orders::{AppendOutcome, EventRow, Idempotency, NewOrder, OrderRow, Replayable};
 pub use partners::PartnerRow;
+
+/// The channel on which PostgreSQL instances wake each other's dispatchers.
+pub const WAKE_CHANNEL: &str = "ramphook_wake";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -32,19 +42,37 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(err: sqlx::Error) -> Self {
-        match &err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::WorkerCrashed => {
-                StoreError::Unavailable(err.to_string())
+        let unavailable = match &err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::WorkerCrashed
+            | sqlx::Error::Protocol(_) => true,
+            sqlx::Error::Database(db) => {
+                let message = db.message();
+                // SQLite busy/locked; PostgreSQL shutting down or refusing (class 57, 08).
+                message.contains("locked")
+                    || message.contains("busy")
+                    || db.code().is_some_and(|c| c.starts_with("57") || c.starts_with("08"))
             }
-            sqlx::Error::Database(db) if db.message().contains("locked") || db.message().contains("busy") => {
-                StoreError::Unavailable(err.to_string())
-            }
-            _ => StoreError::Other(err.to_string()),
+            _ => false,
+        };
+        if unavailable {
+            StoreError::Unavailable(err.to_string())
+        } else {
+            StoreError::Other(err.to_string())
         }
     }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
 
 /// A page of a list: the rows and the cursor of the next page, if any.
 pub struct Page<T> {
@@ -70,42 +98,121 @@ pub fn parse_cursor(cursor: Option<&str>) -> Option<i64> {
     cursor.and_then(|c| c.parse::<i64>().ok()).filter(|c| *c > 0)
 }
 
+/// `$start, $start+1, …` for `count` values (sqlx's `QueryBuilder` writes
+/// `?` for the `Any` driver, which PostgreSQL does not take).
+fn placeholders(start: usize, count: usize) -> String {
+    (start..start + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PoolSettings {
+    /// Connections to PostgreSQL per instance (SQLite: one writer, four readers).
+    pub max_connections: u32,
+    /// How long a request waits for a connection before answering 503.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(3),
+        }
+    }
+}
+
 #[derive(Clone)]
 pub struct Store {
-    writer: SqlitePool,
-    reader: SqlitePool,
+    backend: Backend,
+    writer: AnyPool,
+    reader: AnyPool,
 }
 
 impl Store {
-    /// Opens (creating if missing) the database and runs the migrations.
-    pub async fn open(url: &str) -> StoreResult<Self> {
-        if !url.starts_with("sqlite:") {
-            return Err(StoreError::Other(format!(
-                "unsupported database URL {url:?}: this build speaks sqlite://PATH"
-            )));
+    /// Opens the database named by `url` (`sqlite://PATH`, created if
+    /// missing, or `postgres://…`) and runs that backend's migrations.
+    pub async fn open(url: &str, settings: PoolSettings) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        if url.starts_with("sqlite:") {
+            Self::open_sqlite(url, settings).await
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Self::open_postgres(url, settings).await
+        } else {
+            Err(StoreError::Other(format!(
+                "unsupported database URL {url:?}: use sqlite://PATH or postgres://…"
+            )))
         }
+    }
+
+    async fn open_sqlite(url: &str, settings: PoolSettings) -> StoreResult<Self> {
+        // Create the file, set WAL (a property of the file) and migrate with
+        // the native driver; then serve through `Any` pools.
         let options = SqliteConnectOptions::from_str(url)
             .map_err(|e| StoreError::Other(format!("bad database URL: {e}")))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(5))
-            .foreign_keys(true);
-        let writer = SqlitePoolOptions::new()
+            .synchronous(SqliteSynchronous::Normal);
+        let native = SqlitePoolOptions::new()
             .max_connections(1)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.clone())
+            .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
+            .run(&native)
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options.read_only(true))
+        native.close().await;
+
+        let pragmas = "PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;";
+        let pool = |max: u32| {
+            AnyPoolOptions::new()
+                .max_connections(max)
+                .acquire_timeout(settings.acquire_timeout)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        conn.execute(pragmas).await?;
+                        Ok(())
+                    })
+                })
+        };
+        let writer = pool(1).connect(url).await?;
+        let reader = pool(4).connect(url).await?;
+        Ok(Self {
+            backend: Backend::Sqlite,
+            writer,
+            reader,
+        })
+    }
+
+    async fn open_postgres(url: &str, settings: PoolSettings) -> StoreResult<Self> {
+        let options =
+            PgConnectOptions::from_str(url).map_err(|e| StoreError::Other(format!("bad database URL: {e}")))?;
+        let native = PgPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options)
             .await?;
-        Ok(Self { writer, reader })
+        sqlx::migrate!("./migrations/postgres")
+            .run(&native)
+            .await
+            .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
+        native.close().await;
+        let pool = AnyPoolOptions::new()
+            .max_connections(settings.max_connections)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect(url)
+            .await?;
+        Ok(Self {
+            backend: Backend::Postgres,
+            writer: pool.clone(),
+            reader: pool,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Is the database reachable?
@@ -114,8 +221,32 @@ impl Store {
         Ok(())
     }
 
+    /// On PostgreSQL, tells every instance's dispatcher that there is new
+    /// work (delivered when the surrounding transaction commits). In-process
+    /// wake-ups cover SQLite, where there is one process.
+    async fn notify_dispatchers<'e, E: Executor<'e, Database = Any>>(&self, executor: E) -> StoreResult<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(WAKE_CHANNEL)
+                .execute(executor)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_from_start() {
+        assert_eq!(placeholders(1, 3), "$1, $2, $3");
+        assert_eq!(placeholders(4, 1), "$4");
     }
 }

@@ -2,7 +2,7 @@
 //! event and one delivery per subscribed endpoint commit together or not at
 //! all. Idempotency records live in the same transaction.
 
-use sqlx::{Sqlite, Transaction};
+use sqlx::{Any, Transaction};
 
 use super::{Store, StoreResult};
 use crate::domain::ids::new_id;
@@ -80,12 +80,12 @@ const EVENT_COLUMNS: &str = "id, order_id, event_name, tx_hash, reason, time_sta
 /// Looks the key up inside the write transaction (writes are serialised, so
 /// two requests with one key cannot both miss).
 async fn idempotent_replay<T>(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     idem: Option<&Idempotency>,
 ) -> StoreResult<Option<Replayable<T>>> {
     let Some(idem) = idem else { return Ok(None) };
     let found: Option<(String, i64, String)> =
-        sqlx::query_as("SELECT request_hash, status, body FROM idempotency WHERE scope = ? AND key = ?")
+        sqlx::query_as("SELECT request_hash, status, body FROM idempotency WHERE scope = $1 AND key = $2")
             .bind(&idem.scope)
             .bind(&idem.key)
             .fetch_optional(&mut **tx)
@@ -103,14 +103,14 @@ async fn idempotent_replay<T>(
 }
 
 async fn remember(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     idem: Option<&Idempotency>,
     status: u16,
     body: &str,
 ) -> StoreResult<()> {
     if let Some(idem) = idem {
         sqlx::query(
-            "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&idem.scope)
         .bind(&idem.key)
@@ -153,7 +153,7 @@ impl Store {
             expires_at: now + new.expires_in_ms,
         };
         sqlx::query(&format!(
-            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            "INSERT INTO orders ({ORDER_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
         ))
         .bind(&order.id)
         .bind(&order.partner_id)
@@ -177,13 +177,13 @@ impl Store {
     }
 
     pub async fn get_order(&self, id: &str) -> StoreResult<Option<(OrderRow, Vec<EventRow>)>> {
-        let order: Option<OrderRow> = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+        let order: Option<OrderRow> = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.reader)
             .await?;
         let Some(order) = order else { return Ok(None) };
         let events = sqlx::query_as(&format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE order_id = ? ORDER BY seq"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE order_id = $1 ORDER BY seq"
         ))
         .bind(id)
         .fetch_all(&self.reader)
@@ -194,7 +194,7 @@ impl Store {
     /// A user's orders with one partner, newest first.
     pub async fn user_orders(&self, partner_id: &str, email: &str, limit: u32) -> StoreResult<Vec<OrderRow>> {
         Ok(sqlx::query_as(&format!(
-            "SELECT {ORDER_COLUMNS} FROM orders WHERE partner_id = ? AND email = ? ORDER BY created_at DESC LIMIT ?"
+            "SELECT {ORDER_COLUMNS} FROM orders WHERE partner_id = $1 AND email = $2 ORDER BY created_at DESC LIMIT $3"
         ))
         .bind(partner_id)
         .bind(email)
@@ -222,6 +222,7 @@ impl Store {
             AppendOutcome::Appended { event, order } => {
                 let (status, body) = render(event, order);
                 remember(&mut tx, idem, status, &body).await?;
+                self.notify_dispatchers(&mut *tx).await?;
                 tx.commit().await?;
                 (status, body)
             }
@@ -244,7 +245,7 @@ impl Store {
     /// The transition is a conditional update, so an order expires once.
     pub async fn expire_due(&self, now: i64, limit: u32) -> StoreResult<usize> {
         let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM orders WHERE status = 'awaiting_payment' AND expires_at <= ? ORDER BY expires_at LIMIT ?",
+            "SELECT id FROM orders WHERE status = 'awaiting_payment' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
         )
         .bind(now)
         .bind(limit as i64)
@@ -262,6 +263,9 @@ impl Store {
                 expired += 1;
             }
         }
+        if expired > 0 {
+            self.notify_dispatchers(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(expired)
     }
@@ -270,13 +274,13 @@ impl Store {
 /// The outbox write: order update (conditional on its current status), event
 /// row, and a delivery per enabled endpoint subscribed to the event.
 async fn append_in(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     order_id: &str,
     event_name: EventName,
     tx_hash: Option<String>,
     reason: Option<String>,
 ) -> StoreResult<AppendOutcome> {
-    let order: Option<OrderRow> = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = ?"))
+    let order: Option<OrderRow> = sqlx::query_as(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"))
         .bind(order_id)
         .fetch_optional(&mut **tx)
         .await?;
@@ -290,7 +294,7 @@ async fn append_in(
         Err(invalid) => return Ok(AppendOutcome::Invalid(invalid)),
     };
     let now = now_ms();
-    let changed = sqlx::query("UPDATE orders SET status = ?, updated_at = ? WHERE id = ? AND status = ?")
+    let changed = sqlx::query("UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
         .bind(to.as_str())
         .bind(now)
         .bind(order_id)
@@ -318,7 +322,7 @@ async fn append_in(
         time_stamp: now,
     };
     sqlx::query(&format!(
-        "INSERT INTO events ({EVENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)"
+        "INSERT INTO events ({EVENT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
     ))
     .bind(&event.id)
     .bind(&event.order_id)
@@ -329,7 +333,7 @@ async fn append_in(
     .execute(&mut **tx)
     .await?;
     let endpoints: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT id, event_types FROM endpoints WHERE partner_id = ? AND enabled = 1 ORDER BY seq")
+        sqlx::query_as("SELECT id, event_types FROM endpoints WHERE partner_id = $1 AND enabled = 1 ORDER BY seq")
             .bind(&order.partner_id)
             .fetch_all(&mut **tx)
             .await?;
@@ -339,7 +343,7 @@ async fn append_in(
         }
         sqlx::query(
             "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status, next_attempt_at, created_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)",
         )
         .bind(new_id("dlv"))
         .bind(&event.id)

@@ -13,7 +13,7 @@ pub struct PartnerRow {
 impl Store {
     pub async fn create_partner(&self, id: &str, name: &str, api_key_hash: &str) -> StoreResult<PartnerRow> {
         let created_at = now_ms();
-        sqlx::query("INSERT INTO partners (id, name, api_key_hash, created_at) VALUES (?, ?, ?, ?)")
+        sqlx::query("INSERT INTO partners (id, name, api_key_hash, created_at) VALUES ($1, $2, $3, $4)")
             .bind(id)
             .bind(name)
             .bind(api_key_hash)
@@ -28,15 +28,17 @@ impl Store {
     }
 
     pub async fn get_partner(&self, id: &str) -> StoreResult<Option<PartnerRow>> {
-        Ok(sqlx::query_as("SELECT id, name, created_at FROM partners WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?)
+        Ok(
+            sqlx::query_as("SELECT id, name, created_at FROM partners WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.reader)
+                .await?,
+        )
     }
 
     /// The partner owning the API key with this hash.
     pub async fn partner_by_key_hash(&self, api_key_hash: &str) -> StoreResult<Option<String>> {
-        Ok(sqlx::query_scalar("SELECT id FROM partners WHERE api_key_hash = ?")
+        Ok(sqlx::query_scalar("SELECT id FROM partners WHERE api_key_hash = $1")
             .bind(api_key_hash)
             .fetch_optional(&self.reader)
             .await?)

@@ -3,11 +3,15 @@
 
 use serde_json::json;
 
-use crate::common::TestServer;
+use crate::common::{Backend, TestServer};
 
-#[tokio::test]
-async fn missing_or_wrong_tokens_are_refused() {
-    let server = TestServer::start().await;
+on_both_backends!(
+    missing_or_wrong_tokens_are_refused,
+    a_partner_sees_its_own_resources_and_nothing_of_another,
+);
+
+async fn missing_or_wrong_tokens_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (status, body) = server.call("GET", "/v1/partners/ptn_x", None, None).await;
     assert_eq!((status, body["code"].as_str()), (401, Some("unauthorized")));
     let (status, _) = server.call("GET", "/v1/partners/ptn_x", Some("not-a-key"), None).await;
@@ -18,9 +22,8 @@ async fn missing_or_wrong_tokens_are_refused() {
     assert_eq!(status, 401);
 }
 
-#[tokio::test]
-async fn a_partner_sees_its_own_resources_and_nothing_of_another() {
-    let server = TestServer::start().await;
+async fn a_partner_sees_its_own_resources_and_nothing_of_another(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (mine, my_key) = server.partner().await;
     let (theirs, _) = server.partner().await;
     let their_endpoint = server

@@ -19,6 +19,109 @@ use tokio::sync::Notify;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
+/// Generates, for each named `async fn NAME(backend: Backend)`, the tests
+/// `NAME::sqlite` and `NAME::postgres`: one set of tests, both backends.
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$name($crate::common::Backend::Sqlite).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    if let Some(backend) = $crate::common::Backend::postgres().await {
+                        super::$name(backend).await
+                    }
+                }
+            }
+        )*
+    };
+}
+
+/// Where the PostgreSQL suite creates its databases (one per test, dropped after).
+fn postgres_admin_url() -> String {
+    std::env::var("RAMPHOOK_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// PostgreSQL if it answers; otherwise says the test was skipped (or
+    /// fails, when `RAMPHOOK_REQUIRE_POSTGRES=1`, as in CI).
+    pub async fn postgres() -> Option<Backend> {
+        use sqlx::Connection;
+        let url = postgres_admin_url();
+        let reachable = tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&url)).await;
+        match reachable {
+            Ok(Ok(conn)) => {
+                let _ = conn.close().await;
+                Some(Backend::Postgres)
+            }
+            _ if std::env::var("RAMPHOOK_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
+                panic!("PostgreSQL is required (RAMPHOOK_REQUIRE_POSTGRES=1) but {url} does not answer")
+            }
+            _ => {
+                eprintln!(
+                    "SKIPPED: PostgreSQL suite: {url} does not answer. Start PostgreSQL (or set \
+                     RAMPHOOK_TEST_POSTGRES_URL) to run it."
+                );
+                None
+            }
+        }
+    }
+}
+
+/// A database of its own on the local PostgreSQL, dropped with the server.
+struct PostgresDatabase {
+    name: String,
+}
+
+impl PostgresDatabase {
+    async fn create() -> Self {
+        use sqlx::{Connection, Executor};
+        let name = format!("ramphook_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await.unwrap();
+        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+        admin.close().await.unwrap();
+        Self { name }
+    }
+
+    fn url(&self) -> String {
+        let admin = url::Url::parse(&postgres_admin_url()).unwrap();
+        let mut url = admin.clone();
+        url.set_path(&self.name);
+        url.to_string()
+    }
+}
+
+impl Drop for PostgresDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async; a short-lived runtime on its own thread.
+        let _ = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(async move {
+                    use sqlx::{Connection, Executor};
+                    if let Ok(mut admin) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
+                        let _ = admin
+                            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
+                            .await;
+                    }
+                })
+        })
+        .join();
+    }
+}
+
 /// Waits for `condition` to hold, checking every 20 ms, failing after `limit`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
 where
@@ -39,7 +142,9 @@ where
 }
 
 pub struct TestServer {
+    // Declared first so the process is killed before its database is dropped.
     child: Option<Child>,
+    postgres: Option<PostgresDatabase>,
     pub base: String,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
@@ -48,12 +153,12 @@ pub struct TestServer {
 
 impl TestServer {
     /// A server that may deliver to loopback, with a fast retry schedule.
-    pub async fn start() -> Self {
-        Self::start_with(&[]).await
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
     }
 
-    /// `env` adds to (or overrides) the defaults below.
-    pub async fn start_with(env: &[(&str, &str)]) -> Self {
+    /// `env` adds to (or overrides) the defaults below; an empty value unsets.
+    pub async fn start_with(backend: Backend, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let mut all: Vec<(String, String)> = vec![
             ("RAMPHOOK_ADMIN_TOKEN".into(), ADMIN.into()),
@@ -67,8 +172,13 @@ impl TestServer {
                 all.push((k.to_string(), v.to_string()));
             }
         }
+        let postgres = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(PostgresDatabase::create().await),
+        };
         let mut server = Self {
             child: None,
+            postgres,
             base: String::new(),
             client: reqwest::Client::new(),
             dir,
@@ -80,6 +190,13 @@ impl TestServer {
 
     pub fn db_path(&self) -> PathBuf {
         self.dir.path().join("ramphook.db")
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.postgres {
+            Some(db) => db.url(),
+            None => format!("sqlite://{}", self.db_path().display()),
+        }
     }
 
     pub fn log_path(&self) -> PathBuf {
@@ -99,7 +216,7 @@ impl TestServer {
             .arg("--listen")
             .arg("127.0.0.1:0")
             .arg("--database-url")
-            .arg(format!("sqlite://{}", self.db_path().display()))
+            .arg(self.database_url())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
             .kill_on_drop(true);

@@ -6,11 +6,19 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::common::{wait_until, Receiver, TestServer};
+use crate::common::{wait_until, Backend, Receiver, TestServer};
 
-#[tokio::test]
-async fn events_fan_out_to_subscribed_enabled_endpoints_only() {
-    let server = TestServer::start().await;
+on_both_backends!(
+    events_fan_out_to_subscribed_enabled_endpoints_only,
+    a_new_event_goes_out_within_milliseconds,
+    failures_are_retried_on_the_schedule_and_every_attempt_is_logged,
+    timeouts_and_refused_connections_are_named_then_fail_and_can_be_retried_by_hand,
+    redirects_are_not_followed,
+    a_later_event_of_an_order_waits_while_an_earlier_one_is_retried,
+);
+
+async fn events_fan_out_to_subscribed_enabled_endpoints_only(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (pid, _) = server.partner().await;
     let all = Receiver::ok().await;
     let only_delivered = Receiver::ok().await;
@@ -56,9 +64,8 @@ async fn events_fan_out_to_subscribed_enabled_endpoints_only() {
     assert_eq!(only_delivered.received().len(), 1);
 }
 
-#[tokio::test]
-async fn a_new_event_goes_out_within_milliseconds() {
-    let server = TestServer::start().await;
+async fn a_new_event_goes_out_within_milliseconds(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let receiver = Receiver::ok().await;
     let (pid, _) = server.partner().await;
     server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
@@ -77,9 +84,8 @@ async fn a_new_event_goes_out_within_milliseconds() {
     );
 }
 
-#[tokio::test]
-async fn failures_are_retried_on_the_schedule_and_every_attempt_is_logged() {
-    let server = TestServer::start().await;
+async fn failures_are_retried_on_the_schedule_and_every_attempt_is_logged(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (pid, _) = server.partner().await;
     let flaky = Receiver::start(Arc::new(|n, _| {
         if n < 2 {
@@ -126,12 +132,14 @@ async fn failures_are_retried_on_the_schedule_and_every_attempt_is_logged() {
         .all(|a| a["durationMs"].is_i64() && a["at"].as_str().unwrap().ends_with('Z')));
 }
 
-#[tokio::test]
-async fn timeouts_and_refused_connections_are_named_then_fail_and_can_be_retried_by_hand() {
-    let server = TestServer::start_with(&[
-        ("RAMPHOOK_DELIVERY_TIMEOUT", "300ms"),
-        ("RAMPHOOK_RETRY_SCHEDULE", "0s,10ms"),
-    ])
+async fn timeouts_and_refused_connections_are_named_then_fail_and_can_be_retried_by_hand(backend: Backend) {
+    let server = TestServer::start_with(
+        backend,
+        &[
+            ("RAMPHOOK_DELIVERY_TIMEOUT", "300ms"),
+            ("RAMPHOOK_RETRY_SCHEDULE", "0s,10ms"),
+        ],
+    )
     .await;
     let (pid, _) = server.partner().await;
     let slow = Receiver::start(Arc::new(|n, _| {
@@ -200,9 +208,8 @@ async fn timeouts_and_refused_connections_are_named_then_fail_and_can_be_retried
         .is_empty());
 }
 
-#[tokio::test]
-async fn redirects_are_not_followed() {
-    let server = TestServer::start_with(&[("RAMPHOOK_RETRY_SCHEDULE", "0s")]).await;
+async fn redirects_are_not_followed(backend: Backend) {
+    let server = TestServer::start_with(backend, &[("RAMPHOOK_RETRY_SCHEDULE", "0s")]).await;
     let (pid, _) = server.partner().await;
     let target = Receiver::ok().await;
     let target_url = target.url();
@@ -229,9 +236,8 @@ async fn redirects_are_not_followed() {
     assert!(target.received().is_empty(), "the redirect was followed");
 }
 
-#[tokio::test]
-async fn a_later_event_of_an_order_waits_while_an_earlier_one_is_retried() {
-    let server = TestServer::start_with(&[("RAMPHOOK_RETRY_SCHEDULE", "0s,300ms,300ms")]).await;
+async fn a_later_event_of_an_order_waits_while_an_earlier_one_is_retried(backend: Backend) {
+    let server = TestServer::start_with(backend, &[("RAMPHOOK_RETRY_SCHEDULE", "0s,300ms,300ms")]).await;
     let (pid, _) = server.partner().await;
     let slow_order = server.order(&pid, "on_ramp").await;
     let other_order = server.order(&pid, "on_ramp").await;

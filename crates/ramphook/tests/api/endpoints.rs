@@ -2,11 +2,16 @@
 
 use serde_json::json;
 
-use crate::common::TestServer;
+use crate::common::{Backend, TestServer};
 
-#[tokio::test]
-async fn endpoint_lifecycle_and_secrets() {
-    let server = TestServer::start().await;
+on_both_backends!(
+    endpoint_lifecycle_and_secrets,
+    bad_endpoints_are_refused_and_nothing_is_written,
+    private_and_loopback_targets_are_refused_unless_allowed,
+);
+
+async fn endpoint_lifecycle_and_secrets(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (pid, _) = server.partner().await;
     let path = format!("/v1/partners/{pid}/endpoints");
 
@@ -73,9 +78,8 @@ async fn endpoint_lifecycle_and_secrets() {
     assert_eq!(status, 404);
 }
 
-#[tokio::test]
-async fn bad_endpoints_are_refused_and_nothing_is_written() {
-    let server = TestServer::start().await;
+async fn bad_endpoints_are_refused_and_nothing_is_written(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (pid, _) = server.partner().await;
     let path = format!("/v1/partners/{pid}/endpoints");
     for (body, needle) in [
@@ -99,9 +103,8 @@ async fn bad_endpoints_are_refused_and_nothing_is_written() {
     assert_eq!(list["data"], json!([]));
 }
 
-#[tokio::test]
-async fn private_and_loopback_targets_are_refused_unless_allowed() {
-    let server = TestServer::start_with(&[("RAMPHOOK_ALLOW_CIDRS", "")]).await;
+async fn private_and_loopback_targets_are_refused_unless_allowed(backend: Backend) {
+    let server = TestServer::start_with(backend, &[("RAMPHOOK_ALLOW_CIDRS", "")]).await;
     let (pid, _) = server.partner().await;
     let path = format!("/v1/partners/{pid}/endpoints");
     for url in [

@@ -2,11 +2,15 @@
 
 use serde_json::json;
 
-use crate::common::TestServer;
+use crate::common::{Backend, TestServer};
 
-#[tokio::test]
-async fn malformed_wrong_and_oversized_bodies() {
-    let server = TestServer::start_with(&[("RAMPHOOK_MAX_BODY_BYTES", "4096")]).await;
+on_both_backends!(
+    malformed_wrong_and_oversized_bodies,
+    unknown_routes_methods_and_ids_are_problems,
+);
+
+async fn malformed_wrong_and_oversized_bodies(backend: Backend) {
+    let server = TestServer::start_with(backend, &[("RAMPHOOK_MAX_BODY_BYTES", "4096")]).await;
     let client = &server.client;
     let post = |body: Vec<u8>| {
         client
@@ -39,9 +43,8 @@ async fn malformed_wrong_and_oversized_bodies() {
     }
 }
 
-#[tokio::test]
-async fn unknown_routes_methods_and_ids_are_problems() {
-    let server = TestServer::start().await;
+async fn unknown_routes_methods_and_ids_are_problems(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (status, problem) = server.admin("GET", "/v1/nothing-here", None).await;
     assert_eq!((status, problem["code"].as_str()), (404, Some("not_found")));
     let (status, _) = server.admin("PUT", "/v1/orders", Some(json!({}))).await;

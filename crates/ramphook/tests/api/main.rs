@@ -1,5 +1,6 @@
 //! Black-box tests of `ramphook serve`: real server, real receivers.
 
+#[macro_use]
 mod common;
 
 mod auth;

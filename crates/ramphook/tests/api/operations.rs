@@ -2,11 +2,12 @@
 
 use std::time::Duration;
 
-use crate::common::{Receiver, TestServer};
+use crate::common::{Backend, Receiver, TestServer};
 
-#[tokio::test]
-async fn health_readiness_metrics_and_openapi() {
-    let server = TestServer::start().await;
+on_both_backends!(health_readiness_metrics_and_openapi,);
+
+async fn health_readiness_metrics_and_openapi(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (status, body) = server.call("GET", "/healthz", None, None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("ok")));
     let (status, _) = server.call("GET", "/readyz", None, None).await;

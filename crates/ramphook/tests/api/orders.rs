@@ -5,11 +5,18 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Receiver, TestServer};
+use crate::common::{Backend, Receiver, TestServer};
 
-#[tokio::test]
-async fn an_on_ramp_order_walks_the_whole_state_machine() {
-    let server = TestServer::start().await;
+on_both_backends!(
+    an_on_ramp_order_walks_the_whole_state_machine,
+    refused_events_name_what_is_allowed_and_write_nothing,
+    bad_orders_are_refused,
+    idempotency_keys_replay_the_first_answer_and_refuse_other_bodies,
+    unpaid_orders_expire_on_their_own_and_are_announced,
+);
+
+async fn an_on_ramp_order_walks_the_whole_state_machine(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (pid, _) = server.partner().await;
     let (status, order) = server
         .admin(
@@ -76,9 +83,8 @@ async fn an_on_ramp_order_walks_the_whole_state_machine() {
     );
 }
 
-#[tokio::test]
-async fn refused_events_name_what_is_allowed_and_write_nothing() {
-    let server = TestServer::start().await;
+async fn refused_events_name_what_is_allowed_and_write_nothing(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let receiver = Receiver::ok().await;
     let (pid, _) = server.partner().await;
     server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
@@ -140,9 +146,8 @@ async fn refused_events_name_what_is_allowed_and_write_nothing() {
     );
 }
 
-#[tokio::test]
-async fn bad_orders_are_refused() {
-    let server = TestServer::start().await;
+async fn bad_orders_are_refused(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let (pid, _) = server.partner().await;
     for body in [
         json!({"partnerId": pid, "email": "nope", "direction": "on_ramp"}),
@@ -162,9 +167,8 @@ async fn bad_orders_are_refused() {
     assert_eq!(orders["data"], json!([]));
 }
 
-#[tokio::test]
-async fn idempotency_keys_replay_the_first_answer_and_refuse_other_bodies() {
-    let server = TestServer::start().await;
+async fn idempotency_keys_replay_the_first_answer_and_refuse_other_bodies(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let receiver = Receiver::ok().await;
     let (pid, _) = server.partner().await;
     server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
@@ -224,9 +228,8 @@ async fn idempotency_keys_replay_the_first_answer_and_refuse_other_bodies() {
     assert_eq!(orders["data"].as_array().unwrap().len(), 1);
 }
 
-#[tokio::test]
-async fn unpaid_orders_expire_on_their_own_and_are_announced() {
-    let server = TestServer::start().await;
+async fn unpaid_orders_expire_on_their_own_and_are_announced(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let receiver = Receiver::ok().await;
     let (pid, _) = server.partner().await;
     server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Receiver, TestServer};
+use crate::common::{Backend, Receiver, TestServer};
+
+on_both_backends!(what_ramphook_sends_verifies_with_node_crypto_and_standard_webhooks,);
 
 /// A partner's Node code: parse, drop `signature`, JSON.stringify, HMAC, compare.
 const NODE_VERIFY: &str = r#"
@@ -60,9 +62,8 @@ fn standard_webhooks_verifies(secret: &str, body: &str, headers: &serde_json::Va
     )
 }
 
-#[tokio::test]
-async fn what_ramphook_sends_verifies_with_node_crypto_and_standard_webhooks() {
-    let server = TestServer::start().await;
+async fn what_ramphook_sends_verifies_with_node_crypto_and_standard_webhooks(backend: Backend) {
+    let server = TestServer::start(backend).await;
     let receiver = Receiver::ok().await;
     let (pid, _) = server.partner().await;
     let secret = "spaces and ünïcödé in the secret ✓";
