@@ -4,7 +4,7 @@
 
 use sqlx::{Any, Transaction};
 
-use super::{Store, StoreResult};
+use super::{Backend, Store, StoreError, StoreResult};
 use crate::domain::ids::new_id;
 use crate::domain::order::{apply, Direction, EventName, InvalidTransition, OrderStatus};
 use crate::domain::time::now_ms;
@@ -77,8 +77,9 @@ pub enum AppendOutcome {
 const ORDER_COLUMNS: &str = "id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at";
 const EVENT_COLUMNS: &str = "id, order_id, event_name, tx_hash, reason, time_stamp";
 
-/// Looks the key up inside the write transaction (writes are serialised, so
-/// two requests with one key cannot both miss).
+/// Looks the key up inside the write transaction. Two requests with one key
+/// can both miss only on PostgreSQL (SQLite writes are serialised); then the
+/// later one's `remember` finds the key taken and the request is replayed.
 async fn idempotent_replay<T>(
     tx: &mut Transaction<'_, Any>,
     idem: Option<&Idempotency>,
@@ -102,15 +103,18 @@ async fn idempotent_replay<T>(
     }))
 }
 
+/// Stores the answer under the key; `false` if a concurrent request with the
+/// same key committed first (the caller rolls back and replays that one).
 async fn remember(
     tx: &mut Transaction<'_, Any>,
     idem: Option<&Idempotency>,
     status: u16,
     body: &str,
-) -> StoreResult<()> {
+) -> StoreResult<bool> {
     if let Some(idem) = idem {
-        sqlx::query(
-            "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        let stored = sqlx::query(
+            "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)
+             ON CONFLICT (scope, key) DO NOTHING",
         )
         .bind(&idem.scope)
         .bind(&idem.key)
@@ -119,12 +123,22 @@ async fn remember(
         .bind(body)
         .bind(now_ms())
         .execute(&mut **tx)
-        .await?;
+        .await?
+        .rows_affected();
+        return Ok(stored == 1);
     }
-    Ok(())
+    Ok(true)
 }
 
 impl Store {
+    /// The answer of the concurrent request that stored the key first.
+    async fn replay_race_winner<T>(&self, idem: Option<&Idempotency>) -> StoreResult<Replayable<T>> {
+        let mut tx = self.writer.begin().await?;
+        idempotent_replay(&mut tx, idem)
+            .await?
+            .ok_or_else(|| StoreError::Other("idempotency key vanished after a conflict".into()))
+    }
+
     /// Creates an order; `render` gives the answer stored for replays.
     pub async fn create_order(
         &self,
@@ -171,7 +185,10 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let (status, body) = render(&order);
-        remember(&mut tx, idem, status, &body).await?;
+        if !remember(&mut tx, idem, status, &body).await? {
+            drop(tx);
+            return self.replay_race_winner(idem).await;
+        }
         tx.commit().await?;
         Ok(Replayable::Fresh((order, status, body)))
     }
@@ -214,6 +231,14 @@ impl Store {
         render: impl FnOnce(&EventRow, &OrderRow) -> (u16, String),
     ) -> StoreResult<Replayable<(AppendOutcome, u16, String)>> {
         let mut tx = self.writer.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Concurrent events of one order (several instances) queue here,
+            // so each sees the status (and idempotency key) the last one left.
+            sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
+                .bind(order_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         if let Some(replay) = idempotent_replay(&mut tx, idem).await? {
             return Ok(replay);
         }
@@ -221,7 +246,10 @@ impl Store {
         let (status, body) = match &outcome {
             AppendOutcome::Appended { event, order } => {
                 let (status, body) = render(event, order);
-                remember(&mut tx, idem, status, &body).await?;
+                if !remember(&mut tx, idem, status, &body).await? {
+                    drop(tx);
+                    return self.replay_race_winner(idem).await;
+                }
                 self.notify_dispatchers(&mut *tx).await?;
                 tx.commit().await?;
                 (status, body)

@@ -145,6 +145,8 @@ pub struct TestServer {
     // Declared first so the process is killed before its database is dropped.
     child: Option<Child>,
     postgres: Option<PostgresDatabase>,
+    /// Another instance's (or a proxy's) database URL, not owned by this server.
+    shared_database: Option<String>,
     pub base: String,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
@@ -179,6 +181,7 @@ impl TestServer {
         let mut server = Self {
             child: None,
             postgres,
+            shared_database: None,
             base: String::new(),
             client: reqwest::Client::new(),
             dir,
@@ -193,10 +196,31 @@ impl TestServer {
     }
 
     pub fn database_url(&self) -> String {
-        match &self.postgres {
-            Some(db) => db.url(),
-            None => format!("sqlite://{}", self.db_path().display()),
+        match (&self.shared_database, &self.postgres) {
+            (Some(url), _) => url.clone(),
+            (None, Some(db)) => db.url(),
+            (None, None) => format!("sqlite://{}", self.db_path().display()),
         }
+    }
+
+    /// A second `ramphook serve` on this server's database (PostgreSQL).
+    pub async fn another_instance(&self) -> TestServer {
+        self.on_database(self.database_url()).await
+    }
+
+    /// A server like this one (same settings) on the database at `url`.
+    pub async fn on_database(&self, url: String) -> TestServer {
+        let mut server = Self {
+            child: None,
+            postgres: None,
+            shared_database: Some(url),
+            base: String::new(),
+            client: reqwest::Client::new(),
+            dir: tempfile::tempdir().unwrap(),
+            env: self.env.clone(),
+        };
+        server.launch().await;
+        server
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -11,4 +11,5 @@ mod endpoints;
 mod errors;
 mod operations;
 mod orders;
+mod postgres;
 mod wire_format;
