@@ -1,4 +1,5 @@
-//! Black-box tests of `ramphook serve`: real server, real receivers.
+//! Black-box tests of `ramphook serve` and the partner tools: real server,
+//! real receivers, real child processes.
 
 mod common;
 
@@ -10,4 +11,7 @@ mod endpoints;
 mod errors;
 mod operations;
 mod orders;
+mod partner_docs;
+mod partner_listen;
+mod partner_verify;
 mod wire_format;
