@@ -14,7 +14,10 @@ use ramphook_signature::{decode_secret, verify_webhook, VerifiedWebhook, Webhook
 /// What a webhook handler calls with the raw request. `secret` may be the
 /// endpoint secret as ramphook shows it, or its `whsec_…` form.
 fn verify(secret: &str, headers: &[(String, String)], raw_body: &[u8]) -> Result<VerifiedWebhook, WebhookError> {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock after 1970").as_secs() as i64;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64;
     let headers = headers.iter().map(|(name, value)| (name.as_str(), value.as_str()));
     // 300 s: reject replays and requests from a badly skewed clock.
     verify_webhook(&decode_secret(secret), headers, raw_body, now, Some(300))
@@ -27,15 +30,23 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let headers: Vec<(String, String)> = args
-        .filter_map(|h| h.split_once(':').map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())))
+        .filter_map(|h| {
+            h.split_once(':')
+                .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        })
         .collect();
     let mut body = Vec::new();
-    std::io::stdin().read_to_end(&mut body).expect("read the body from stdin");
+    std::io::stdin()
+        .read_to_end(&mut body)
+        .expect("read the body from stdin");
 
     match verify(&secret, &headers, &body) {
         Ok(event) => {
             // Deduplicate on webhook_id: delivery is at least once.
-            println!("valid: {} for order {} ({})", event.event_name, event.order_id, event.webhook_id);
+            println!(
+                "valid: {} for order {} ({})",
+                event.event_name, event.order_id, event.webhook_id
+            );
             ExitCode::SUCCESS
         }
         Err(reason) => {

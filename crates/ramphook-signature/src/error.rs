@@ -98,7 +98,10 @@ impl std::fmt::Display for WebhookError {
                 "bad header signature: no v1 signature in webhook-signature matches this secret"
             ),
             WebhookError::BadBodySignature => {
-                write!(f, "bad body signature: the body's \"signature\" does not match this secret")
+                write!(
+                    f,
+                    "bad body signature: the body's \"signature\" does not match this secret"
+                )
             }
         }
     }

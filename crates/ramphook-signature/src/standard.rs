@@ -70,9 +70,7 @@ pub fn verify_standard(
 /// `webhook-timestamp` as unix seconds.
 pub(crate) fn parse_timestamp(webhook_timestamp: &str) -> Result<i64, VerifyError> {
     webhook_timestamp.trim().parse().map_err(|_| {
-        VerifyError::MalformedHeader(format!(
-            "webhook-timestamp {webhook_timestamp:?} is not unix seconds"
-        ))
+        VerifyError::MalformedHeader(format!("webhook-timestamp {webhook_timestamp:?} is not unix seconds"))
     })
 }
 

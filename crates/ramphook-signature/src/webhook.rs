@@ -247,7 +247,13 @@ mod tests {
     fn each_failure_has_its_own_reason() {
         let hook = sent();
         assert_eq!(
-            verify_webhook(b"wrong-secret-0000000", hook.headers(), hook.body.as_bytes(), NOW, Some(300)),
+            verify_webhook(
+                b"wrong-secret-0000000",
+                hook.headers(),
+                hook.body.as_bytes(),
+                NOW,
+                Some(300)
+            ),
             Err(WebhookError::BadHeaderSignature)
         );
         assert_eq!(

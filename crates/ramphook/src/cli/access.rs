@@ -80,11 +80,7 @@ impl AccessList {
             (true, true) => "everyone allowed".into(),
             (true, false) => format!("everyone allowed except {}", self.deny.join(", ")),
             (false, true) => format!("only {} allowed", self.allow.join(", ")),
-            (false, false) => format!(
-                "only {} allowed, never {}",
-                self.allow.join(", "),
-                self.deny.join(", ")
-            ),
+            (false, false) => format!("only {} allowed, never {}", self.allow.join(", "), self.deny.join(", ")),
         }
     }
 }

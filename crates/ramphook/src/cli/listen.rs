@@ -65,7 +65,9 @@ struct Listener {
 
 /// Listens until Ctrl-C or SIGTERM.
 pub async fn run(args: ListenArgs) -> Result<(), String> {
-    let address = args.listen.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], args.port)));
+    let address = args
+        .listen
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], args.port)));
     let socket = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
@@ -109,7 +111,13 @@ fn pairs(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
         .map(|(name, value)| (name.as_str(), value.to_str().unwrap_or("")))
 }
 
-async fn webhook(State(listener): State<Arc<Listener>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn webhook(
+    State(listener): State<Arc<Listener>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if method != Method::POST {
         return (StatusCode::METHOD_NOT_ALLOWED, "ramphook listen takes POST\n").into_response();
     }
@@ -128,14 +136,27 @@ async fn webhook(State(listener): State<Arc<Listener>>, method: Method, uri: Uri
         StatusCode::OK
     };
     emit(&report.render(now, status.as_u16()));
-    (status, if status.is_success() { "ok\n" } else { "signature check failed\n" }).into_response()
+    (
+        status,
+        if status.is_success() {
+            "ok\n"
+        } else {
+            "signature check failed\n"
+        },
+    )
+        .into_response()
 }
 
 async fn validate(State(listener): State<Arc<Listener>>, headers: HeaderMap, body: Bytes) -> Response {
     let signed = WebhookHeaders::from_pairs(pairs(&headers));
     let hmac = signed.signature.is_some().then(|| match &listener.secret {
         None => Check::Skipped,
-        Some(secret) => match signed.verify(secret, &body, chrono::Utc::now().timestamp(), listener.tolerance.seconds()) {
+        Some(secret) => match signed.verify(
+            secret,
+            &body,
+            chrono::Utc::now().timestamp(),
+            listener.tolerance.seconds(),
+        ) {
             Ok(_) => Check::Passed,
             Err(e) => Check::Failed(e.to_string()),
         },

@@ -86,7 +86,10 @@ impl WebhookReport {
         let sent = match self.headers.timestamp.as_deref().map(str::parse::<i64>) {
             Some(Ok(ts)) if now >= ts => format!("{ts} ({}s ago)", now - ts),
             Some(Ok(ts)) => format!("{ts} ({}s in the future)", ts - now),
-            Some(Err(_)) => format!("{:?} (not unix seconds)", self.headers.timestamp.as_deref().unwrap_or("")),
+            Some(Err(_)) => format!(
+                "{:?} (not unix seconds)",
+                self.headers.timestamp.as_deref().unwrap_or("")
+            ),
             None => "(missing)".into(),
         };
         [
@@ -161,10 +164,18 @@ mod tests {
         let report = report(Some(SECRET), NOW + 2);
         assert!(!report.failed());
         let text = report.render(NOW + 2, 200);
-        assert!(text.starts_with("webhook payment_received  order 0b8f6f0e-3c1a-4d55-9a8e-7f2b1c9d4e10  at 2026-11-27T10:00:00.000Z"), "{text}");
+        assert!(
+            text.starts_with(
+                "webhook payment_received  order 0b8f6f0e-3c1a-4d55-9a8e-7f2b1c9d4e10  at 2026-11-27T10:00:00.000Z"
+            ),
+            "{text}"
+        );
         assert!(text.contains("  webhook-id         evt_1\n"), "{text}");
         assert!(text.contains("(2s ago)"), "{text}");
-        assert!(text.contains("  ✓ body signature\n  ✓ header signature\n  → answered 200"), "{text}");
+        assert!(
+            text.contains("  ✓ body signature\n  ✓ header signature\n  → answered 200"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -190,7 +201,10 @@ mod tests {
         let text = report.render(NOW, 400);
         assert!(text.contains("webhook (missing)"), "{text}");
         assert!(text.contains("✗ body signature: malformed body"), "{text}");
-        assert!(text.contains("✗ header signature: missing header: webhook-id"), "{text}");
+        assert!(
+            text.contains("✗ header signature: missing header: webhook-id"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -71,7 +71,12 @@ fn run(program: &str, harness: &str, snippet: &str, secret: &str, body: &str, he
         .spawn()
         .unwrap_or_else(|e| panic!("`{program}` is required to run the docs' {snippet}: {e}"));
     let input = json!({"secret": secret, "body": body, "headers": headers});
-    child.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.to_string().as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }

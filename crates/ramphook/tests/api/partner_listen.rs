@@ -95,18 +95,25 @@ async fn webhooks_from_a_real_server_are_printed_with_both_signatures_ticked() {
     let listen = Listen::start(&["--secret", SECRET]).await;
     let server = TestServer::start().await;
     let (pid, _) = server.partner().await;
-    server.endpoint(&pid, &format!("{}/webhooks", listen.base), SECRET).await;
+    server
+        .endpoint(&pid, &format!("{}/webhooks", listen.base), SECRET)
+        .await;
     let order = server.order(&pid, "on_ramp").await;
     let event_id = server.event(&order, "payment_received").await;
 
     listen
         .wait_for_line(|l| l.starts_with("webhook payment_received"), Duration::from_secs(10))
         .await;
-    listen.wait_for_line(|l| l.contains("→ answered"), Duration::from_secs(5)).await;
+    listen
+        .wait_for_line(|l| l.contains("→ answered"), Duration::from_secs(5))
+        .await;
     let out = listen.output();
     assert!(out.contains(&format!("order {order}")), "{out}");
     assert!(out.contains(&format!("webhook-id         {event_id}")), "{out}");
-    assert!(out.contains("  ✓ body signature\n  ✓ header signature\n  → answered 200"), "{out}");
+    assert!(
+        out.contains("  ✓ body signature\n  ✓ header signature\n  → answered 200"),
+        "{out}"
+    );
     assert!(!out.contains('✗'), "{out}");
     wait_until(Duration::from_secs(5), "the delivery is recorded delivered", || async {
         server.deliveries(&pid, "").await[0]["status"] == "delivered"
@@ -119,11 +126,15 @@ async fn with_strict_a_wrong_secret_is_crossed_and_answered_400() {
     let listen = Listen::start(&["--secret", "not-the-endpoint-secret", "--strict"]).await;
     let server = TestServer::start_with(&[("RAMPHOOK_RETRY_SCHEDULE", "0s")]).await;
     let (pid, _) = server.partner().await;
-    server.endpoint(&pid, &format!("{}/webhooks", listen.base), SECRET).await;
+    server
+        .endpoint(&pid, &format!("{}/webhooks", listen.base), SECRET)
+        .await;
     let order = server.order(&pid, "on_ramp").await;
     server.event(&order, "payment_received").await;
 
-    listen.wait_for_line(|l| l.contains("→ answered 400"), Duration::from_secs(10)).await;
+    listen
+        .wait_for_line(|l| l.contains("→ answered 400"), Duration::from_secs(10))
+        .await;
     let out = listen.output();
     assert!(out.contains("✗ body signature: bad signature"), "{out}");
     assert!(out.contains("✗ header signature: bad header signature"), "{out}");
@@ -156,10 +167,15 @@ async fn validation_callbacks_are_answered_from_the_allow_and_deny_lists() {
         assert_eq!((status, answer), (200, json!({ "allowed": allowed })), "{email}");
     }
     listen
-        .wait_for_line(|l| l.starts_with("validation buy for mallory@partner.test"), Duration::from_secs(5))
+        .wait_for_line(
+            |l| l.starts_with("validation buy for mallory@partner.test"),
+            Duration::from_secs(5),
+        )
         .await;
 
-    let (status, answer) = listen.validate(r#"{"email":"alice@example.com","action":"steal"}"#).await;
+    let (status, answer) = listen
+        .validate(r#"{"email":"alice@example.com","action":"steal"}"#)
+        .await;
     assert_eq!(status, 400);
     assert!(answer["error"].as_str().unwrap().contains("steal"), "{answer}");
 }
@@ -183,5 +199,7 @@ async fn with_no_lists_everyone_is_allowed_and_hmac_callbacks_are_checked() {
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
-    listen.wait_for_line(|l| l.contains("[hmac ✓]"), Duration::from_secs(5)).await;
+    listen
+        .wait_for_line(|l| l.contains("[hmac ✓]"), Duration::from_secs(5))
+        .await;
 }

@@ -33,7 +33,10 @@ fn assert_invalid(result: (i32, String, String), reason: &str) {
     assert_eq!(code, 1, "stdout {stdout:?} stderr {stderr:?}");
     assert_eq!(stdout, "");
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.starts_with(&format!("invalid: {reason}")), "expected {reason:?}, got {stderr:?}");
+    assert!(
+        stderr.starts_with(&format!("invalid: {reason}")),
+        "expected {reason:?}, got {stderr:?}"
+    );
 }
 
 fn now() -> i64 {
@@ -45,7 +48,10 @@ async fn a_real_webhook_is_valid_from_stdin_from_a_file_and_with_a_whsec_secret(
     let (_server, hook) = real_webhook(SECRET, "payment_received").await;
     let flags = header_flags(&hook);
 
-    assert_eq!(verify(SECRET, &flags, &hook.body).await, (0, "valid\n".into(), String::new()));
+    assert_eq!(
+        verify(SECRET, &flags, &hook.body).await,
+        (0, "valid\n".into(), String::new())
+    );
 
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("body.json");
@@ -117,7 +123,11 @@ async fn the_body_is_judged_once_the_headers_pass() {
     // Rotation: headers signed with both secrets, the body with the newest; a
     // partner still holding the old secret sees the body signature fail.
     let rotated = sign_webhook(&["the-newest-secret-0001", SECRET], "evt_r", now(), &PAYLOAD);
-    let flags = signed_flags(&rotated.webhook_id, &rotated.webhook_timestamp, &rotated.webhook_signature);
+    let flags = signed_flags(
+        &rotated.webhook_id,
+        &rotated.webhook_timestamp,
+        &rotated.webhook_signature,
+    );
     assert_invalid(verify(SECRET, &flags, &rotated.body).await, "bad body signature");
 
     let garbage = "<html>not a webhook</html>";
@@ -131,21 +141,23 @@ async fn the_body_is_judged_once_the_headers_pass() {
 
 #[tokio::test]
 async fn the_reference_vectors_are_valid_with_the_tolerance_off_and_stale_with_it_on() {
-    let doc: Value =
-        serde_json::from_str(include_str!("../../../ramphook-signature/tests/vectors/standard-webhooks.json")).unwrap();
+    let doc: Value = serde_json::from_str(include_str!(
+        "../../../ramphook-signature/tests/vectors/standard-webhooks.json"
+    ))
+    .unwrap();
     let cases = doc["cases"].as_array().unwrap();
     assert!(!cases.is_empty());
     for case in cases {
         let text = |k: &str| case[k].as_str().unwrap().to_owned();
-        let flags = signed_flags(
-            &text("webhookId"),
-            &text("webhookTimestamp"),
-            &text("webhookSignature"),
-        );
+        let flags = signed_flags(&text("webhookId"), &text("webhookTimestamp"), &text("webhookSignature"));
         let mut off = flags.clone();
         off.extend(["--tolerance".into(), "off".into()]);
         assert_eq!(verify(&text("secret"), &off, &text("body")).await.0, 0, "{case}");
-        assert_eq!(verify(&text("whsecForLibraries"), &off, &text("body")).await.0, 0, "{case}");
+        assert_eq!(
+            verify(&text("whsecForLibraries"), &off, &text("body")).await.0,
+            0,
+            "{case}"
+        );
         assert_invalid(verify(&text("secret"), &flags, &text("body")).await, "stale timestamp");
     }
 }
