@@ -24,6 +24,10 @@ pub struct Cli {
 pub enum Command {
     /// Run the API, the delivery workers and the expiry scheduler.
     Serve(ServeConfig),
+    /// Check one received webhook: body signature and Standard Webhooks headers.
+    Verify(crate::cli::verify::VerifyArgs),
+    /// Receive webhooks and answer validation callbacks locally, checking signatures.
+    Listen(crate::cli::listen::ListenArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -130,8 +134,10 @@ pub fn parse_cli() -> Cli {
                 .unwrap_or(&arg)
                 .trim_start_matches("--")
                 .to_string();
+            // The env var of this flag in the subcommand being run.
+            let subcommand = std::env::args().nth(1).unwrap_or_default();
             let env = Cli::command()
-                .find_subcommand("serve")
+                .find_subcommand(&subcommand)
                 .and_then(|c| {
                     c.get_arguments()
                         .find(|a| a.get_long() == Some(long.as_str()))
@@ -176,7 +182,9 @@ mod tests {
     #[test]
     fn serve_defaults_match_the_contract() {
         let cli = Cli::try_parse_from(["ramphook", "serve"]).unwrap();
-        let Command::Serve(cfg) = cli.command;
+        let Command::Serve(cfg) = cli.command else {
+            panic!("serve parses as serve")
+        };
         assert_eq!(cfg.listen.to_string(), "127.0.0.1:8080");
         assert_eq!(cfg.database_url, "sqlite://ramphook.db");
         assert_eq!(cfg.delivery_timeout, Duration::from_secs(15));

@@ -3,6 +3,7 @@
 //! modules hold one job each.
 
 pub mod api;
+pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod domain;

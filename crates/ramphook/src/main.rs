@@ -1,4 +1,5 @@
-//! The `ramphook` command line.
+//! The `ramphook` command line: `serve` runs the service; `verify` and
+//! `listen` are the partner tools.
 
 use ramphook::config::{parse_cli, Command};
 
@@ -9,6 +10,13 @@ async fn main() {
         Command::Serve(config) => {
             ramphook::telemetry::init_logging(config.log_format);
             if let Err(err) = ramphook::serve(config).await {
+                eprintln!("error: {err}");
+                std::process::exit(1);
+            }
+        }
+        Command::Verify(args) => std::process::exit(ramphook::cli::verify::run(&args)),
+        Command::Listen(args) => {
+            if let Err(err) = ramphook::cli::listen::run(args).await {
                 eprintln!("error: {err}");
                 std::process::exit(1);
             }

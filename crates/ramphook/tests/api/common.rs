@@ -498,3 +498,40 @@ async fn receive(State(state): State<ReceiverState>, headers: HeaderMap, body: B
     }
     (StatusCode::from_u16(status).unwrap(), "received")
 }
+
+/// Runs `ramphook ARGS` to completion with `stdin` fed in; a run that does not
+/// end within 10 s is killed and fails the test.
+pub async fn run_ramphook(args: &[&str], stdin: &[u8]) -> std::process::Output {
+    use tokio::io::AsyncWriteExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ramphook"));
+    command
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("RAMPHOOK_")) {
+        command.env_remove(k);
+    }
+    let mut child = command.spawn().expect("the ramphook binary starts");
+    let mut input = child.stdin.take().unwrap();
+    input.write_all(stdin).await.unwrap();
+    drop(input);
+    tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("ramphook {args:?} did not exit within 10s"))
+        .unwrap()
+}
+
+/// A webhook really sent by a real `ramphook serve`, as a receiver got it,
+/// for an endpoint with `secret`. The server is returned to keep it alive.
+pub async fn real_webhook(secret: &str, event: &str) -> (TestServer, Received) {
+    let server = TestServer::start(Backend::Sqlite).await;
+    let receiver = Receiver::ok().await;
+    let (pid, _) = server.partner().await;
+    server.endpoint(&pid, &receiver.url(), secret).await;
+    let order = server.order(&pid, "on_ramp").await;
+    server.event(&order, event).await;
+    let hook = receiver.wait_for(1, Duration::from_secs(10)).await.remove(0);
+    (server, hook)
+}

@@ -1,4 +1,5 @@
-//! Black-box tests of `ramphook serve`: real server, real receivers.
+//! Black-box tests of `ramphook serve` and the partner tools: real server,
+//! real receivers, real child processes.
 
 #[macro_use]
 mod common;
@@ -11,5 +12,8 @@ mod endpoints;
 mod errors;
 mod operations;
 mod orders;
+mod partner_docs;
+mod partner_listen;
+mod partner_verify;
 mod postgres;
 mod wire_format;
