@@ -1,6 +1,7 @@
 //! Durable state behind one API: partners, endpoints, orders, events, the
-//! delivery outbox and its attempt log. Today one backend (SQLite); the API
-//! is shaped so a PostgreSQL backend can sit behind the same methods.
+//! delivery outbox and its attempt log, validation callback configurations.
+//! Today one backend (SQLite); the API is shaped so a PostgreSQL backend can
+//! sit behind the same methods.
 //!
 //! SQLite writes go through a pool of exactly one connection, so writers
 //! queue in-process instead of meeting "database is locked"; reads use a
@@ -10,6 +11,7 @@ mod deliveries;
 mod endpoints;
 mod orders;
 mod partners;
+mod validation;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,6 +22,7 @@ pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter,
 pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint};
 pub use orders::{AppendOutcome, EventRow, Idempotency, NewOrder, OrderRow, Replayable};
 pub use partners::PartnerRow;
+pub use validation::ValidationRow;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

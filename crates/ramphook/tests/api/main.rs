@@ -10,4 +10,5 @@ mod endpoints;
 mod errors;
 mod operations;
 mod orders;
+mod validation;
 mod wire_format;
