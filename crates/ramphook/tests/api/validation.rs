@@ -296,6 +296,8 @@ async fn answers_are_read_by_the_contract_table() {
         "gone@x.io" => answer(404, ""),
         "forbidden@x.io" => answer(403, "true"),
         "broken@x.io" => answer(500, "true"),
+        // Redirects are not followed: a 3xx is an error like any other status.
+        "moved@x.io" => answer(307, "true"),
         "empty@x.io" => answer(200, ""),
         "shape@x.io" => answer(200, "[true]"),
         // Allowed if read in full, but past the 64 KiB bound: an error.
@@ -313,6 +315,7 @@ async fn answers_are_read_by_the_contract_table() {
         ("gone@x.io", "denied"),
         ("forbidden@x.io", "denied"),
         ("broken@x.io", "error"),
+        ("moved@x.io", "error"),
         ("empty@x.io", "error"),
         ("shape@x.io", "error"),
         ("huge@x.io", "error"),
