@@ -12,6 +12,7 @@ pub mod net_guard;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod validation;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +52,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     };
 
     let guard = NetGuard::new(config.allow_cidrs.clone());
+    // One keep-alive client for every validation callback, built once.
+    let validator = validation::Validator::new(guard.clone());
     let wakeup = Wakeup::default();
     let new_order = Arc::new(Notify::new());
     let shutdown = shutdown::on_signal();
@@ -92,6 +95,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         deliveries: wakeup,
         new_order,
         metrics,
+        validator,
     };
     let app = api::router(state, config.max_body_bytes);
     println!("ramphook listening on http://{address}");

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 #[derive(Debug, Clone, Default)]
 pub struct NetGuard {
@@ -39,6 +40,36 @@ impl NetGuard {
             return Err(GuardError::Refused(found[0].ip()));
         }
         Ok(permitted)
+    }
+
+    /// The DNS hook for reqwest clients: every name is resolved through the
+    /// guard, so the address actually connected to is the one checked.
+    pub fn resolver(&self) -> Arc<GuardedResolver> {
+        Arc::new(GuardedResolver(self.clone()))
+    }
+
+    /// reqwest skips the resolver for IP literals: the refused literal in
+    /// `url`, if any, checked before each request.
+    pub fn refused_literal(&self, url: &url::Url) -> Option<IpAddr> {
+        let literal: IpAddr = match url.host() {
+            Some(url::Host::Ipv4(v4)) => v4.into(),
+            Some(url::Host::Ipv6(v6)) => v6.into(),
+            _ => return None,
+        };
+        (!self.permits(literal)).then_some(literal)
+    }
+}
+
+/// reqwest's DNS hook: resolve, then drop every address the guard refuses.
+pub struct GuardedResolver(NetGuard);
+
+impl Resolve for GuardedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let guard = self.0.clone();
+        Box::pin(async move {
+            let addrs = guard.resolve(name.as_str(), 0).await?;
+            Ok(Box::new(addrs.into_iter()) as Addrs)
+        })
     }
 }
 

@@ -10,6 +10,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod partners;
+pub mod validation;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,7 +18,7 @@ use std::time::Instant;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Notify;
@@ -26,6 +27,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use crate::delivery::dispatcher::Wakeup;
 use crate::net_guard::NetGuard;
 use crate::store::Store;
+use crate::validation::Validator;
 use error::ApiError;
 
 #[derive(Clone)]
@@ -36,6 +38,7 @@ pub struct AppState {
     pub deliveries: Wakeup,
     pub new_order: Arc<Notify>,
     pub metrics: PrometheusHandle,
+    pub validator: Validator,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {
@@ -50,6 +53,11 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             "/partners/{pid}/endpoints/{eid}",
             get(endpoints::get).patch(endpoints::update).delete(endpoints::delete),
         )
+        .route(
+            "/partners/{pid}/validation",
+            put(validation::put).get(validation::get).delete(validation::delete),
+        )
+        .route("/partners/{pid}/validate", post(validation::validate))
         .route("/partners/{pid}/users/{email}/orders", get(orders::user_orders))
         .route("/partners/{pid}/deliveries", get(deliveries::list))
         .route("/orders", post(orders::create))

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{deliveries, endpoints, error, orders, partners};
+use super::{deliveries, endpoints, error, orders, partners, validation};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -13,6 +13,7 @@ use super::{deliveries, endpoints, error, orders, partners};
         endpoints::create, endpoints::list, endpoints::get, endpoints::update, endpoints::delete,
         orders::create, orders::get, orders::append_event, orders::user_orders,
         deliveries::list, deliveries::get, deliveries::retry,
+        validation::put, validation::get, validation::delete, validation::validate,
     ),
     components(schemas(error::Problem)),
     modifiers(&BearerAuth)

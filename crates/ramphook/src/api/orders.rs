@@ -1,6 +1,8 @@
 //! Orders and their events. Creating an order and appending an event are the
 //! two writes of the platform; both take `Idempotency-Key`, and an event's
 //! deliveries are queued in the same transaction as the order's change.
+//! Creating an order and listing a user's orders first ask the partner's
+//! validation callback.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,10 +15,12 @@ use super::auth::Caller;
 use super::error::{ApiError, ApiResult};
 use super::extract::{IdempotencyKey, JsonBody, Path};
 use super::partners::owned_partner;
+use super::validation::require_allowed;
 use super::AppState;
 use crate::domain::order::{Direction, EventName, ALL_EVENTS};
 use crate::domain::time::format_ms;
 use crate::store::{AppendOutcome, EventRow, Idempotency, NewOrder, OrderRow, Replayable};
+use crate::validation::Action;
 
 const MAX_EXPIRES_IN_SECONDS: i64 = 30 * 24 * 3600;
 
@@ -208,6 +212,19 @@ pub async fn create(
             input.partner_id
         )));
     }
+    let idem = idempotency(&caller, "POST /v1/orders", key, &body.hash);
+    // A replay answers what it answered the first time, without asking again.
+    match state.store.idempotent_answer(idem.as_ref()).await? {
+        Some(Replayable::Replay { status, body }) => return Ok(json_response(status, body)),
+        Some(_) => return Err(key_reused()),
+        None => {}
+    }
+    let action = match input.direction {
+        Direction::OnRamp => Action::Buy,
+        Direction::OffRamp => Action::Sell,
+    };
+    // Before anything is written, and with no transaction open.
+    require_allowed(&state, &input.partner_id, &email, action).await?;
     let new = NewOrder {
         partner_id: input.partner_id,
         email,
@@ -219,7 +236,6 @@ pub async fn create(
         wallet_address: input.wallet_address,
         expires_in_ms: expires_in * 1000,
     };
-    let idem = idempotency(&caller, "POST /v1/orders", key, &body.hash);
     let render = |order: &OrderRow| {
         (
             201,
@@ -313,6 +329,7 @@ pub async fn user_orders(
 ) -> ApiResult<Json<OrderList>> {
     owned_partner(&state, &caller, &pid).await?;
     let email = parse_email(&email)?;
+    require_allowed(&state, &pid, &email, Action::PrivateInfo).await?;
     let rows = state.store.user_orders(&pid, &email, 500).await?;
     Ok(Json(OrderList {
         data: rows.iter().map(|r| OrderView::from_row(r, None)).collect(),

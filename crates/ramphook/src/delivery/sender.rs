@@ -2,31 +2,15 @@
 //! The client never follows redirects and resolves names through the SSRF
 //! guard, so the address actually connected to is the one checked.
 
-use std::net::IpAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ramphook_signature::{standard_signature_header, webhook_body, EventPayload};
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 use crate::domain::time::format_ms;
 use crate::net_guard::{GuardError, NetGuard};
 
 pub const USER_AGENT: &str = concat!("ramphook/", env!("CARGO_PKG_VERSION"));
 const RESPONSE_BODY_LIMIT: usize = 1024;
-
-/// reqwest's DNS hook: resolve, then drop every address the guard refuses.
-struct GuardedResolver(NetGuard);
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let guard = self.0.clone();
-        Box::pin(async move {
-            let addrs = guard.resolve(name.as_str(), 0).await?;
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
-    }
-}
 
 /// What one attempt came to.
 #[derive(Debug, Clone)]
@@ -72,7 +56,7 @@ impl Sender {
             .pool_max_idle_per_host(64)
             .tcp_nodelay(true)
             .no_proxy()
-            .dns_resolver(Arc::new(GuardedResolver(guard.clone())))
+            .dns_resolver(guard.resolver())
             .build()
             .expect("the HTTP client's settings are valid");
         Self { client, guard }
@@ -89,12 +73,7 @@ impl Sender {
         // reqwest skips the resolver for IP literals: check those here.
         match url::Url::parse(hook.url) {
             Ok(url) => {
-                let literal: Option<IpAddr> = match url.host() {
-                    Some(url::Host::Ipv4(v4)) => Some(v4.into()),
-                    Some(url::Host::Ipv6(v6)) => Some(v6.into()),
-                    _ => None,
-                };
-                if let Some(ip) = literal.filter(|ip| !self.guard.permits(*ip)) {
+                if let Some(ip) = self.guard.refused_literal(&url) {
                     return fail(format!("refused_address: {}", GuardError::Refused(ip)));
                 }
             }
@@ -152,7 +131,7 @@ impl Sender {
 }
 
 /// Names the kind of failure: the guard's refusals, DNS, timeout, connect.
-fn classify(err: &reqwest::Error) -> String {
+pub(crate) fn classify(err: &reqwest::Error) -> String {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
         if let Some(guard) = e.downcast_ref::<GuardError>() {

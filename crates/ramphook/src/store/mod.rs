@@ -1,6 +1,6 @@
 //! Durable state behind one API: partners, endpoints, orders, events, the
-//! delivery outbox and its attempt log — on SQLite (the default) or
-//! PostgreSQL, with one set of queries.
+//! delivery outbox and its attempt log, validation callback configurations —
+//! on SQLite (the default) or PostgreSQL, with one set of queries.
 //!
 //! Queries go through sqlx's `Any` driver and are written once, in SQL both
 //! databases speak (`$1` placeholders, integers for times and flags); the few
@@ -13,6 +13,7 @@ mod deliveries;
 mod endpoints;
 mod orders;
 mod partners;
+mod validation;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -27,6 +28,7 @@ pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter,
 pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint};
 pub use orders::{AppendOutcome, EventRow, Idempotency, NewOrder, OrderRow, Replayable};
 pub use partners::PartnerRow;
+pub use validation::ValidationRow;
 
 /// The channel on which PostgreSQL instances wake each other's dispatchers.
 pub const WAKE_CHANNEL: &str = "ramphook_wake";

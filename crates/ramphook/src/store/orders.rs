@@ -139,6 +139,29 @@ impl Store {
             .ok_or_else(|| StoreError::Other("idempotency key vanished after a conflict".into()))
     }
 
+    /// A read-only look at an `Idempotency-Key`: the stored answer if this
+    /// request was already made. Lets a replay skip work that must precede
+    /// the write (the validation callback); the write re-checks the key.
+    pub async fn idempotent_answer(&self, idem: Option<&Idempotency>) -> StoreResult<Option<Replayable<()>>> {
+        let Some(idem) = idem else { return Ok(None) };
+        let found: Option<(String, i64, String)> =
+            sqlx::query_as("SELECT request_hash, status, body FROM idempotency WHERE scope = $1 AND key = $2")
+                .bind(&idem.scope)
+                .bind(&idem.key)
+                .fetch_optional(&self.reader)
+                .await?;
+        Ok(found.map(|(hash, status, body)| {
+            if hash == idem.request_hash {
+                Replayable::Replay {
+                    status: status as u16,
+                    body,
+                }
+            } else {
+                Replayable::KeyReused
+            }
+        }))
+    }
+
     /// Creates an order; `render` gives the answer stored for replays.
     pub async fn create_order(
         &self,

@@ -16,4 +16,5 @@ mod partner_docs;
 mod partner_listen;
 mod partner_verify;
 mod postgres;
+mod validation;
 mod wire_format;

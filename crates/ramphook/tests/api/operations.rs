@@ -47,6 +47,8 @@ async fn health_readiness_metrics_and_openapi(backend: Backend) {
         "/v1/orders/{id}/events",
         "/v1/partners/{pid}/deliveries",
         "/v1/deliveries/{did}/retry",
+        "/v1/partners/{pid}/validation",
+        "/v1/partners/{pid}/validate",
     ] {
         assert!(doc["paths"].get(path).is_some(), "openapi.json lacks {path}");
     }
