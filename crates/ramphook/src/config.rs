@@ -79,6 +79,27 @@ pub struct ServeConfig {
     #[arg(long, env = "RAMPHOOK_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight: u32,
 
+    /// Deliveries in flight at once to one endpoint (one that keeps failing
+    /// is probed one at a time).
+    #[arg(long, env = "RAMPHOOK_MAX_IN_FLIGHT_PER_ENDPOINT", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_in_flight_per_endpoint: u32,
+
+    /// The least wait before retrying after a timeout or a 429.
+    #[arg(long, env = "RAMPHOOK_THROTTLE_BACKOFF", default_value = "1m", value_parser = parse_duration)]
+    pub throttle_backoff: Duration,
+
+    /// An endpoint failing without a break this long is disabled.
+    #[arg(long, env = "RAMPHOOK_DISABLE_AFTER", default_value = "5d", value_parser = parse_duration)]
+    pub disable_after: Duration,
+
+    /// Where to announce disabled endpoints (a JSON POST); unset = log and metrics only.
+    #[arg(long, env = "RAMPHOOK_OPS_WEBHOOK_URL")]
+    pub ops_webhook_url: Option<url::Url>,
+
+    /// Attempts and finished deliveries older than this are purged.
+    #[arg(long, env = "RAMPHOOK_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub retention: Duration,
+
     /// How long shutdown waits for in-flight attempts before leaving them to
     /// the next start.
     #[arg(long, env = "RAMPHOOK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod expiry;
+pub mod maintenance;
 pub mod net_guard;
 pub mod shutdown;
 pub mod store;
@@ -63,12 +64,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {} (--listen / RAMPHOOK_LISTEN): {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
 
+    let alerts = delivery::alerts::Alerts::new(config.ops_webhook_url.as_ref().map(|u| u.to_string()));
     let dispatcher = Dispatcher {
         store: store.clone(),
         sender: Sender::new(guard.clone(), config.delivery_timeout),
         schedule: config.retry_schedule.clone(),
         wakeup: wakeup.clone(),
+        alerts: alerts.clone(),
         max_in_flight: config.max_in_flight as usize,
+        max_in_flight_per_endpoint: config.max_in_flight_per_endpoint,
+        throttle_backoff: config.throttle_backoff,
         // Longer than any attempt, so a live instance never loses its claim.
         lease: config.delivery_timeout + Duration::from_secs(10),
         shutdown_grace: config.shutdown_grace,
@@ -81,6 +86,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             shutdown.clone(),
         ));
     }
+    let maintenance = tokio::spawn(maintenance::run(
+        store.clone(),
+        alerts,
+        config.disable_after,
+        config.retention,
+        shutdown.clone(),
+    ));
     let expiry = tokio::spawn(expiry::run(
         store.clone(),
         new_order.clone(),
@@ -106,6 +118,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("server error: {e}"))?;
     let _ = expiry.await;
+    let _ = maintenance.await;
     let _ = dispatcher.await;
     store.close().await;
     tracing::info!("ramphook stopped");

@@ -62,12 +62,19 @@ pub struct EndpointView {
     pub event_types: Option<Vec<String>>,
     pub description: Option<String>,
     pub enabled: bool,
+    /// Why ramphook disabled the endpoint (410 Gone, or failing too long);
+    /// null when enabled or disabled by hand. PATCH `enabled: true` clears it.
+    pub disabled_reason: Option<String>,
+    /// When the current run of failed attempts began; null while healthy.
+    pub failing_since: Option<String>,
+    /// Until when the secret before the last rotation still signs.
+    pub previous_secret_expires_at: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
 
 impl EndpointView {
-    fn from_row(row: EndpointRow, show_secret: bool) -> Self {
+    pub fn from_row(row: EndpointRow, show_secret: bool) -> Self {
         let event_types = row.event_types();
         let enabled = row.is_enabled();
         Self {
@@ -78,6 +85,12 @@ impl EndpointView {
             event_types,
             description: row.description,
             enabled,
+            disabled_reason: row.disabled_reason,
+            failing_since: row.failing_since.map(format_ms),
+            previous_secret_expires_at: row
+                .previous_secret_expires_at
+                .filter(|until| *until > crate::domain::time::now_ms())
+                .map(format_ms),
             created_at: format_ms(row.created_at),
             updated_at: format_ms(row.updated_at),
         }
@@ -124,6 +137,16 @@ pub async fn check_url(guard: &NetGuard, text: &str) -> ApiResult<String> {
     Ok(url.to_string())
 }
 
+/// A partner-defined secret (16 to 512 bytes), or a generated one (64 hex characters).
+pub fn check_secret(secret: Option<String>) -> ApiResult<String> {
+    match secret {
+        Some(secret) if secret.chars().count() < 16 => Err(ApiError::invalid("secret must be at least 16 characters")),
+        Some(secret) if secret.len() > 512 => Err(ApiError::invalid("secret must be at most 512 bytes")),
+        Some(secret) => Ok(secret),
+        None => Ok(random_hex(32)),
+    }
+}
+
 fn check_event_types(types: &Option<Vec<String>>) -> ApiResult<()> {
     let Some(types) = types else { return Ok(()) };
     if types.is_empty() {
@@ -158,14 +181,7 @@ pub async fn create(
     owned_partner(&state, &caller, &pid).await?;
     let input = body.value;
     let url = check_url(&state.guard, &input.url).await?;
-    let secret = match input.secret {
-        Some(secret) if secret.chars().count() < 16 => {
-            return Err(ApiError::invalid("secret must be at least 16 characters"))
-        }
-        Some(secret) if secret.len() > 512 => return Err(ApiError::invalid("secret must be at most 512 bytes")),
-        Some(secret) => secret,
-        None => random_hex(32),
-    };
+    let secret = check_secret(input.secret)?;
     check_event_types(&input.event_types)?;
     check_description(&input.description)?;
     let row = state

@@ -23,19 +23,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::too_large("the request body is larger than the configured limit (RAMPHOOK_MAX_BODY_BYTES)")
-            } else {
-                ApiError::bad_request(format!("could not read the request body: {}", rejection.body_text()))
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
         let value = parse_json(&bytes)?;
         Ok(Self {
             value,
             hash: hex::encode(Sha256::digest(&bytes)),
         })
     }
+}
+
+/// For routes whose body may be left out entirely (`Option<JsonBody<T>>`).
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::OptionalFromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        let bytes = read_body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(None);
+        }
+        let value = parse_json(&bytes)?;
+        Ok(Some(Self {
+            value,
+            hash: hex::encode(Sha256::digest(&bytes)),
+        }))
+    }
+}
+
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::too_large("the request body is larger than the configured limit (RAMPHOOK_MAX_BODY_BYTES)")
+        } else {
+            ApiError::bad_request(format!("could not read the request body: {}", rejection.body_text()))
+        }
+    })
 }
 
 /// 400 for malformed JSON, 422 for JSON of the wrong shape.

@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod deliveries;
+pub mod endpoint_actions;
 pub mod endpoints;
 pub mod error;
 pub mod extract;
@@ -58,6 +59,18 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
             put(validation::put).get(validation::get).delete(validation::delete),
         )
         .route("/partners/{pid}/validate", post(validation::validate))
+        .route(
+            "/partners/{pid}/endpoints/{eid}/rotate-secret",
+            post(endpoint_actions::rotate_secret),
+        )
+        .route(
+            "/partners/{pid}/endpoints/{eid}/test",
+            post(endpoint_actions::send_test),
+        )
+        .route(
+            "/partners/{pid}/endpoints/{eid}/recover",
+            post(endpoint_actions::recover),
+        )
         .route("/partners/{pid}/users/{email}/orders", get(orders::user_orders))
         .route("/partners/{pid}/deliveries", get(deliveries::list))
         .route("/orders", post(orders::create))

@@ -3,7 +3,7 @@
 use axum::Json;
 use utoipa::OpenApi;
 
-use super::{deliveries, endpoints, error, orders, partners, validation};
+use super::{deliveries, endpoint_actions, endpoints, error, orders, partners, validation};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -11,6 +11,7 @@ use super::{deliveries, endpoints, error, orders, partners, validation};
     paths(
         partners::create, partners::get,
         endpoints::create, endpoints::list, endpoints::get, endpoints::update, endpoints::delete,
+        endpoint_actions::rotate_secret, endpoint_actions::send_test, endpoint_actions::recover,
         orders::create, orders::get, orders::append_event, orders::user_orders,
         deliveries::list, deliveries::get, deliveries::retry,
         validation::put, validation::get, validation::delete, validation::validate,

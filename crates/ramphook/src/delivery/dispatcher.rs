@@ -1,9 +1,10 @@
 //! The dispatcher: claims due deliveries under a lease, sends each on its own
-//! task (bounded by a global in-flight limit), and records the results in
-//! batches. A commit wakes it in-process, so a new event goes out within
-//! milliseconds; a one-second poll is only the fallback.
+//! task within per-endpoint lanes under a global in-flight bound, and records
+//! the results in batches. A commit wakes it in-process (or by NOTIFY across
+//! instances), so a new event goes out within milliseconds; a one-second poll
+//! is only the fallback.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,8 +12,10 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::retry::RetrySchedule;
-use super::sender::{Sender, Webhook};
+use super::alerts::Alerts;
+use super::lanes::Lanes;
+use super::retry::{Failure, RetrySchedule};
+use super::sender::{AttemptOutcome, Sender, Webhook};
 use crate::domain::time::now_ms;
 use crate::store::{AttemptResult, ClaimedDelivery, Store};
 
@@ -34,77 +37,144 @@ pub struct Dispatcher {
     pub sender: Sender,
     pub schedule: RetrySchedule,
     pub wakeup: Wakeup,
+    pub alerts: Alerts,
     pub max_in_flight: usize,
+    pub max_in_flight_per_endpoint: u32,
+    /// The least wait after a timeout or a 429.
+    pub throttle_backoff: Duration,
     pub lease: Duration,
     pub shutdown_grace: Duration,
 }
+
+/// Claimed deliveries waiting (locally, under their lease) for room in their
+/// endpoint's lane, oldest first, with the time they were claimed.
+type Waiting = HashMap<String, VecDeque<(ClaimedDelivery, i64)>>;
 
 impl Dispatcher {
     /// Runs until `shutdown` fires, then lets in-flight attempts finish for at
     /// most `shutdown_grace` and gives the rest back to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
-        let permits = Arc::new(Semaphore::new(self.max_in_flight));
+        let this = Arc::new(self);
+        let permits = Arc::new(Semaphore::new(this.max_in_flight));
+        let lanes = Arc::new(Mutex::new(Lanes::new(this.max_in_flight_per_endpoint)));
         let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
         let tracker = TaskTracker::new();
         let (results_tx, results_rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record_results(self.store.clone(), results_rx, self.wakeup.clone()));
+        let recorder = tokio::spawn(record_results(this.store.clone(), results_rx, this.wakeup.clone()));
+        let mut waiting: Waiting = HashMap::new();
 
         while !shutdown.is_cancelled() {
-            let free = permits.available_permits().min(CLAIM_BATCH as usize) as u32;
+            // Start what waits locally first, while its lease is fresh enough.
+            let stale = this.start_waiting(&mut waiting, &lanes, &permits, &in_flight, &tracker, &results_tx);
+            this.release(&stale).await;
+            let queued: usize = waiting.values().map(VecDeque::len).sum();
+            let free = permits
+                .available_permits()
+                .saturating_sub(queued)
+                .min(CLAIM_BATCH as usize) as u32;
             if free == 0 {
-                tokio::select! {
-                    _ = permits.clone().acquire_owned() => {}
-                    _ = shutdown.cancelled() => break,
-                }
+                this.idle(&shutdown, now_ms() + POLL_FALLBACK.as_millis() as i64).await;
                 continue;
             }
-            let claimed = match self.store.claim_due(free, self.lease.as_millis() as i64).await {
+            let mut skip = lanes.lock().unwrap().full();
+            skip.extend(waiting.keys().cloned());
+            let claimed = match this.store.claim_due(free, this.lease.as_millis() as i64, &skip).await {
                 Ok(claimed) => claimed,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming deliveries failed; retrying");
-                    self.idle(&shutdown, now_ms() + 1000).await;
+                    this.idle(&shutdown, now_ms() + 1000).await;
                     continue;
                 }
             };
             let claimed_count = claimed.len();
+            let now = now_ms();
             for delivery in claimed {
-                let permit = permits.clone().acquire_owned().await.expect("never closed");
-                in_flight.lock().unwrap().insert(delivery.id.clone());
-                let sender = self.sender.clone();
-                let schedule = self.schedule.clone();
-                let results = results_tx.clone();
-                let in_flight = in_flight.clone();
-                tracker.spawn(async move {
-                    let result = attempt(&sender, &schedule, &delivery).await;
-                    let _ = results.send(result);
-                    in_flight.lock().unwrap().remove(&delivery.id);
-                    drop(permit);
-                });
+                waiting
+                    .entry(delivery.endpoint_id.clone())
+                    .or_default()
+                    .push_back((delivery, now));
             }
+            let stale = this.start_waiting(&mut waiting, &lanes, &permits, &in_flight, &tracker, &results_tx);
+            this.release(&stale).await;
             if claimed_count < free as usize {
-                let next = self.store.next_due_at().await.ok().flatten();
+                let mut skip = lanes.lock().unwrap().full();
+                skip.extend(waiting.keys().cloned());
+                let next = this.store.next_due_at(&skip).await.ok().flatten();
                 let floor = if claimed_count == 0 { now_ms() + 5 } else { now_ms() };
                 let until = next
                     .unwrap_or(i64::MAX)
                     .max(floor)
                     .min(now_ms() + POLL_FALLBACK.as_millis() as i64);
-                self.idle(&shutdown, until).await;
+                this.idle(&shutdown, until).await;
             }
         }
 
+        let left_waiting: Vec<String> = waiting.values().flatten().map(|(d, _)| d.id.clone()).collect();
+        this.release(&left_waiting).await;
         tracker.close();
-        if tokio::time::timeout(self.shutdown_grace, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(this.shutdown_grace, tracker.wait()).await.is_err() {
             let left: Vec<String> = in_flight.lock().unwrap().iter().cloned().collect();
             tracing::warn!(
                 count = left.len(),
                 "shutdown grace over; leaving unfinished deliveries for the next start"
             );
-            if let Err(err) = self.store.release(&left).await {
-                tracing::warn!(error = %err, "could not release unfinished deliveries; their lease will expire");
-            }
+            this.release(&left).await;
         }
         drop(results_tx);
         let _ = recorder.await;
+    }
+
+    /// Starts waiting deliveries where their lane and the global bound have
+    /// room; answers the ones whose lease is too old to start (to release).
+    fn start_waiting(
+        self: &Arc<Self>,
+        waiting: &mut Waiting,
+        lanes: &Arc<Mutex<Lanes>>,
+        permits: &Arc<Semaphore>,
+        in_flight: &Arc<Mutex<HashSet<String>>>,
+        tracker: &TaskTracker,
+        results: &mpsc::UnboundedSender<AttemptResult>,
+    ) -> Vec<String> {
+        let mut stale = Vec::new();
+        // An attempt must end (timeout) well inside the lease it was claimed under.
+        let oldest_claim = now_ms() - (self.lease.saturating_sub(self.sender.timeout())).as_millis() as i64 / 2;
+        waiting.retain(|endpoint, queue| {
+            while let Some((delivery, claimed_at)) = queue.front() {
+                if *claimed_at < oldest_claim {
+                    stale.push(delivery.id.clone());
+                    queue.pop_front();
+                    continue;
+                }
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    break;
+                };
+                if !lanes.lock().unwrap().try_start(endpoint) {
+                    break;
+                }
+                let (delivery, _) = queue.pop_front().expect("front exists");
+                in_flight.lock().unwrap().insert(delivery.id.clone());
+                let (this, lanes, in_flight, results) =
+                    (self.clone(), lanes.clone(), in_flight.clone(), results.clone());
+                tracker.spawn(async move {
+                    let (result, succeeded) = this.attempt(&delivery).await;
+                    lanes.lock().unwrap().finish(&delivery.endpoint_id, succeeded);
+                    in_flight.lock().unwrap().remove(&delivery.id);
+                    let _ = results.send(result);
+                    drop(permit);
+                });
+            }
+            !queue.is_empty()
+        });
+        stale
+    }
+
+    async fn release(&self, ids: &[String]) {
+        if ids.is_empty() {
+            return;
+        }
+        if let Err(err) = self.store.release(ids).await {
+            tracing::warn!(error = %err, count = ids.len(), "could not release deliveries; their lease will expire");
+        }
     }
 
     /// Waits until `until_ms`, a wake-up, or shutdown.
@@ -116,60 +186,90 @@ impl Dispatcher {
             _ = shutdown.cancelled() => {}
         }
     }
-}
 
-/// Sends one delivery and decides what it becomes.
-async fn attempt(sender: &Sender, schedule: &RetrySchedule, delivery: &ClaimedDelivery) -> AttemptResult {
-    let at = now_ms();
-    let Some((url, secret)) = &delivery.target else {
-        return AttemptResult {
-            delivery_id: delivery.id.clone(),
-            at,
-            status_code: None,
-            duration_ms: 0,
-            error: Some("endpoint_gone: the endpoint was deleted or disabled".into()),
-            response_body: None,
-            new_status: "failed",
-            next_attempt_at: at,
+    /// Sends one delivery and decides what it becomes; `true` if delivered.
+    async fn attempt(&self, delivery: &ClaimedDelivery) -> (AttemptResult, bool) {
+        let at = now_ms();
+        let Some(target) = &delivery.target else {
+            let gone = AttemptOutcome {
+                status_code: None,
+                duration: Duration::ZERO,
+                error: Some("endpoint_gone: the endpoint was deleted or disabled".into()),
+                response_body: None,
+                retry_after: None,
+            };
+            return (self.result(delivery, at, gone, "failed", at), false);
         };
-    };
-    let outcome = sender
-        .send(&Webhook {
-            url,
-            secret,
-            event_id: &delivery.event_id,
-            event_name: &delivery.event_name,
-            order_id: &delivery.order_id,
-            time_stamp_ms: delivery.time_stamp,
-        })
-        .await;
-    metrics::histogram!("ramphook_delivery_attempt_duration_seconds").record(outcome.duration.as_secs_f64());
-    let attempts_made = delivery.attempts as u32 + 1;
-    let (new_status, next_attempt_at) = if outcome.succeeded() {
-        ("delivered", at)
-    } else {
-        match schedule.next_delay(attempts_made, rand::random::<f64>()) {
-            Some(delay) => ("pending", now_ms() + delay.as_millis() as i64),
-            None => ("failed", at),
+        let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
+        let outcome = self
+            .sender
+            .send(&Webhook {
+                url: &target.url,
+                secrets: &secrets,
+                event_id: &delivery.event_id,
+                event_name: &delivery.event_name,
+                order_id: &delivery.order_id,
+                time_stamp_ms: delivery.time_stamp,
+            })
+            .await;
+        metrics::histogram!("ramphook_delivery_attempt_duration_seconds").record(outcome.duration.as_secs_f64());
+        let succeeded = outcome.succeeded();
+        let attempts_made = delivery.attempts as u32 + 1;
+        let (new_status, next_attempt_at) = if succeeded {
+            ("delivered", at)
+        } else if outcome.status_code == Some(410) {
+            // Standard Webhooks: 410 Gone means "stop sending here", now.
+            self.alerts.endpoint_gone(&self.store, &delivery.endpoint_id).await;
+            ("failed", at)
+        } else {
+            let failure = Failure {
+                status: outcome.status_code,
+                timed_out: outcome.timed_out(),
+                retry_after: outcome.retry_after,
+            };
+            match self
+                .schedule
+                .after_failure(attempts_made, rand::random::<f64>(), failure, self.throttle_backoff)
+            {
+                Some(delay) => ("pending", now_ms() + delay.as_millis() as i64),
+                None => ("failed", at),
+            }
+        };
+        let outcome_label = if new_status == "pending" {
+            "retrying"
+        } else {
+            new_status
+        };
+        metrics::counter!("ramphook_deliveries_total", "outcome" => outcome_label).increment(1);
+        if let Some(error) = &outcome.error {
+            tracing::info!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, attempt = attempts_made,
+                %error, next = new_status, "delivery attempt failed");
         }
-    };
-    let outcome_label = match new_status {
-        "pending" => "retrying",
-        other => other,
-    };
-    metrics::counter!("ramphook_deliveries_total", "outcome" => outcome_label).increment(1);
-    if let Some(error) = &outcome.error {
-        tracing::info!(delivery = %delivery.id, endpoint = %delivery.endpoint_id, attempt = attempts_made, %error, next = new_status, "delivery attempt failed");
+        (
+            self.result(delivery, at, outcome, new_status, next_attempt_at),
+            succeeded,
+        )
     }
-    AttemptResult {
-        delivery_id: delivery.id.clone(),
-        at,
-        status_code: outcome.status_code,
-        duration_ms: outcome.duration.as_millis() as i64,
-        error: outcome.error,
-        response_body: outcome.response_body,
-        new_status,
-        next_attempt_at,
+
+    fn result(
+        &self,
+        delivery: &ClaimedDelivery,
+        at: i64,
+        outcome: AttemptOutcome,
+        new_status: &'static str,
+        next_attempt_at: i64,
+    ) -> AttemptResult {
+        AttemptResult {
+            delivery_id: delivery.id.clone(),
+            endpoint_id: delivery.endpoint_id.clone(),
+            at,
+            status_code: outcome.status_code,
+            duration_ms: outcome.duration.as_millis() as i64,
+            error: outcome.error,
+            response_body: outcome.response_body,
+            new_status,
+            next_attempt_at,
+        }
     }
 }
 

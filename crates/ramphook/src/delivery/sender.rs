@@ -21,18 +21,36 @@ pub struct AttemptOutcome {
     /// refused_address, request, http_status.
     pub error: Option<String>,
     pub response_body: Option<String>,
+    /// The partner's `Retry-After`, in seconds or as an HTTP date.
+    pub retry_after: Option<Duration>,
 }
 
 impl AttemptOutcome {
     pub fn succeeded(&self) -> bool {
         self.error.is_none() && self.status_code.is_some_and(|s| (200..300).contains(&s))
     }
+
+    pub fn timed_out(&self) -> bool {
+        self.error.as_deref().is_some_and(|e| e.starts_with("timeout"))
+    }
+}
+
+/// Reads `Retry-After: 120` or `Retry-After: Wed, 21 Oct 2026 07:28:00 GMT`.
+pub fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// The webhook as it goes on the wire.
 pub struct Webhook<'a> {
     pub url: &'a str,
-    pub secret: &'a str,
+    /// Newest first: the body is signed with the first, the
+    /// `webhook-signature` header carries one signature per secret.
+    pub secrets: &'a [&'a str],
     pub event_id: &'a str,
     pub event_name: &'a str,
     pub order_id: &'a str,
@@ -43,6 +61,7 @@ pub struct Webhook<'a> {
 pub struct Sender {
     client: reqwest::Client,
     guard: NetGuard,
+    timeout: Duration,
 }
 
 impl Sender {
@@ -59,7 +78,12 @@ impl Sender {
             .dns_resolver(guard.resolver())
             .build()
             .expect("the HTTP client's settings are valid");
-        Self { client, guard }
+        Self { client, guard, timeout }
+    }
+
+    /// The most one attempt can take.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub async fn send(&self, hook: &Webhook<'_>) -> AttemptOutcome {
@@ -69,6 +93,7 @@ impl Sender {
             duration: started.elapsed(),
             error: Some(error),
             response_body: None,
+            retry_after: None,
         };
         // reqwest skips the resolver for IP literals: check those here.
         match url::Url::parse(hook.url) {
@@ -80,8 +105,9 @@ impl Sender {
             Err(e) => return fail(format!("request: bad url: {e}")),
         }
         let time_stamp = format_ms(hook.time_stamp_ms);
+        let newest = hook.secrets.first().copied().unwrap_or_default();
         let body = webhook_body(
-            hook.secret.as_bytes(),
+            newest.as_bytes(),
             &EventPayload {
                 event_name: hook.event_name,
                 order_id: hook.order_id,
@@ -89,7 +115,8 @@ impl Sender {
             },
         );
         let unix_now = chrono::Utc::now().timestamp();
-        let signature = standard_signature_header(&[hook.secret.as_bytes()], hook.event_id, unix_now, body.as_bytes());
+        let keys: Vec<&[u8]> = hook.secrets.iter().map(|s| s.as_bytes()).collect();
+        let signature = standard_signature_header(&keys, hook.event_id, unix_now, body.as_bytes());
         let request = self
             .client
             .post(hook.url)
@@ -103,6 +130,11 @@ impl Sender {
             Err(e) => return fail(classify(&e)),
         };
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| parse_retry_after(v, std::time::SystemTime::now()));
         let mut collected = Vec::new();
         let mut read_error = None;
         while collected.len() < RESPONSE_BODY_LIMIT {
@@ -126,6 +158,7 @@ impl Sender {
             duration: started.elapsed(),
             error,
             response_body: Some(String::from_utf8_lossy(&collected).into_owned()),
+            retry_after,
         }
     }
 }
@@ -157,4 +190,21 @@ pub(crate) fn classify(err: &reqwest::Error) -> String {
         source = e.source();
     }
     format!("{kind}: {detail}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_http_dates() {
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(parse_retry_after(" 120 ", now), Some(Duration::from_secs(120)));
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&later, now), Some(Duration::from_secs(90)));
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(90));
+        assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(parse_retry_after("-5", now), None);
+    }
 }

@@ -1,6 +1,6 @@
 //! The delivery outbox seen from the dispatcher (claim due work under a
-//! lease, record attempt results in batches) and from the API (list, show,
-//! retry by hand).
+//! lease, record attempt results and endpoint health in batches), from the
+//! API (list, show, retry, test, recover) and from retention (purge).
 
 use super::{placeholders, Backend, Page, Store, StoreResult};
 use crate::domain::time::now_ms;
@@ -43,13 +43,22 @@ pub struct ClaimedDelivery {
     pub attempts: i64,
     pub endpoint_id: String,
     /// `None` when the endpoint is gone or disabled.
-    pub target: Option<(String, String)>,
+    pub target: Option<Target>,
+}
+
+/// Where a claimed delivery goes and the secrets that sign it.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    /// Newest first; the previous secret is here only while it is still valid.
+    pub secrets: Vec<String>,
 }
 
 /// What one attempt came to, and what the delivery becomes.
 #[derive(Debug, Clone)]
 pub struct AttemptResult {
     pub delivery_id: String,
+    pub endpoint_id: String,
     pub at: i64,
     pub status_code: Option<u16>,
     pub duration_ms: i64,
@@ -73,8 +82,14 @@ impl Store {
     /// Leases up to `limit` due deliveries. A delivery waits while an earlier
     /// one of the same order to the same endpoint is still pending, so an
     /// order's events reach each endpoint in order, also across retries.
-    pub async fn claim_due(&self, limit: u32, lease_ms: i64) -> StoreResult<Vec<ClaimedDelivery>> {
+    /// Endpoints in `skip` (their lanes are full) are left for later.
+    pub async fn claim_due(&self, limit: u32, lease_ms: i64, skip: &[String]) -> StoreResult<Vec<ClaimedDelivery>> {
         let now = now_ms();
+        let skip_clause = if skip.is_empty() {
+            String::new()
+        } else {
+            format!("AND d.endpoint_id NOT IN ({})", placeholders(4, skip.len()))
+        };
         // On PostgreSQL several instances claim at once: skip rows another
         // instance is claiming instead of waiting for it.
         let lock = match self.backend {
@@ -91,46 +106,59 @@ impl Store {
                                    WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
                                      AND e.status = 'pending' AND e.seq < d.seq)
                    AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1)
+                   {skip_clause}
                  ORDER BY d.next_attempt_at, d.seq
                  LIMIT $3 {lock})
              RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id"
         );
-        let claimed: Vec<(String, String, String, String, i64, i64, String)> = sqlx::query_as(&sql)
-            .bind(now)
-            .bind(lease_ms)
-            .bind(limit as i64)
-            .fetch_all(&self.writer)
-            .await?;
+        let mut query = sqlx::query_as(&sql).bind(now).bind(lease_ms).bind(limit as i64);
+        for endpoint in skip {
+            query = query.bind(endpoint);
+        }
+        let claimed: Vec<(String, String, String, String, i64, i64, String)> = query.fetch_all(&self.writer).await?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
         let sql = format!(
-            "SELECT id, url, secret FROM endpoints WHERE enabled = 1 AND id IN ({})",
+            "SELECT id, url, secret, previous_secret, previous_secret_expires_at FROM endpoints
+             WHERE enabled = 1 AND id IN ({})",
             placeholders(1, claimed.len())
         );
         let mut query = sqlx::query_as(&sql);
         for row in &claimed {
             query = query.bind(&row.6);
         }
-        let targets: Vec<(String, String, String)> = query.fetch_all(&self.reader).await?;
+        let endpoints: Vec<(String, String, String, Option<String>, Option<i64>)> =
+            query.fetch_all(&self.reader).await?;
+        let target_of = |endpoint_id: &str| {
+            endpoints
+                .iter()
+                .find(|e| e.0 == endpoint_id)
+                .map(|(_, url, secret, previous, until)| {
+                    let mut secrets = vec![secret.clone()];
+                    if let (Some(previous), Some(until)) = (previous, until) {
+                        if *until > now {
+                            secrets.push(previous.clone());
+                        }
+                    }
+                    Target {
+                        url: url.clone(),
+                        secrets,
+                    }
+                })
+        };
         Ok(claimed
             .into_iter()
             .map(
-                |(id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id)| {
-                    let target = targets
-                        .iter()
-                        .find(|t| t.0 == endpoint_id)
-                        .map(|t| (t.1.clone(), t.2.clone()));
-                    ClaimedDelivery {
-                        id,
-                        event_id,
-                        order_id,
-                        event_name,
-                        time_stamp,
-                        attempts,
-                        endpoint_id,
-                        target,
-                    }
+                |(id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id)| ClaimedDelivery {
+                    target: target_of(&endpoint_id),
+                    id,
+                    event_id,
+                    order_id,
+                    event_name,
+                    time_stamp,
+                    attempts,
+                    endpoint_id,
                 },
             )
             .collect())
@@ -162,6 +190,25 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         }
+        // Endpoint health: the last outcome per endpoint in this batch starts
+        // or ends its run of failures.
+        let mut last: Vec<(&str, bool)> = Vec::new();
+        for r in results.iter().rev() {
+            if !last.iter().any(|(id, _)| *id == r.endpoint_id) {
+                last.push((&r.endpoint_id, r.new_status == "delivered"));
+            }
+        }
+        let now = now_ms();
+        for (endpoint_id, healthy) in last {
+            let sql = if healthy {
+                "UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL"
+            } else {
+                "UPDATE endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL"
+            };
+            let query = sqlx::query(sql).bind(endpoint_id);
+            let query = if healthy { query } else { query.bind(now) };
+            query.execute(&mut *tx).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -191,19 +238,29 @@ impl Store {
         Ok(())
     }
 
-    /// The earliest time a pending, unleased delivery becomes due.
-    pub async fn next_due_at(&self) -> StoreResult<Option<i64>> {
-        Ok(sqlx::query_scalar(
+    /// The earliest time a pending delivery (first of its lane, endpoint not
+    /// in `skip`) becomes due, counting leases.
+    pub async fn next_due_at(&self, skip: &[String]) -> StoreResult<Option<i64>> {
+        let skip_clause = if skip.is_empty() {
+            String::new()
+        } else {
+            format!("AND d.endpoint_id NOT IN ({})", placeholders(1, skip.len()))
+        };
+        let sql = format!(
             "SELECT MIN(CASE WHEN d.locked_until > d.next_attempt_at THEN d.locked_until ELSE d.next_attempt_at END)
              FROM deliveries d
              WHERE d.status = 'pending'
                AND NOT EXISTS (SELECT 1 FROM deliveries e
                                WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
                                  AND e.status = 'pending' AND e.seq < d.seq)
-               AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1)",
-        )
-        .fetch_one(&self.reader)
-        .await?)
+               AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1)
+               {skip_clause}"
+        );
+        let mut query = sqlx::query_scalar(&sql);
+        for endpoint in skip {
+            query = query.bind(endpoint);
+        }
+        Ok(query.fetch_one(&self.reader).await?)
     }
 
     pub async fn pending_count(&self) -> StoreResult<i64> {
@@ -274,5 +331,78 @@ impl Store {
         .rows_affected();
         self.notify_dispatchers(&self.writer).await?;
         Ok(changed == 1)
+    }
+
+    /// Queues a test delivery of `event_name` for a made-up order id.
+    pub async fn create_test_delivery(
+        &self,
+        partner_id: &str,
+        endpoint_id: &str,
+        event_name: &str,
+    ) -> StoreResult<String> {
+        let now = now_ms();
+        let id = crate::domain::ids::new_id("dlv");
+        sqlx::query(
+            "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
+                                     next_attempt_at, is_test, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7, 1, $7)",
+        )
+        .bind(&id)
+        .bind(crate::domain::ids::new_id("evt"))
+        .bind(endpoint_id)
+        .bind(partner_id)
+        .bind(uuid::Uuid::new_v4().to_string())
+        .bind(event_name)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        self.notify_dispatchers(&self.writer).await?;
+        Ok(id)
+    }
+
+    /// Re-queues an endpoint's failed deliveries created in `[since, until)`.
+    pub async fn recover_failed(
+        &self,
+        partner_id: &str,
+        endpoint_id: &str,
+        since: i64,
+        until: i64,
+    ) -> StoreResult<u64> {
+        let requeued = sqlx::query(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, locked_until = NULL
+             WHERE endpoint_id = $2 AND partner_id = $3 AND status = 'failed' AND created_at >= $4 AND created_at < $5",
+        )
+        .bind(now_ms())
+        .bind(endpoint_id)
+        .bind(partner_id)
+        .bind(since)
+        .bind(until)
+        .execute(&self.writer)
+        .await?
+        .rows_affected();
+        self.notify_dispatchers(&self.writer).await?;
+        Ok(requeued)
+    }
+
+    /// Deletes up to `batch` attempts, finished deliveries and idempotency
+    /// records older than `cutoff` (each in its own short statement, so the
+    /// writer is never held long). Answers how many rows went.
+    pub async fn purge_before(&self, cutoff: i64, batch: u32) -> StoreResult<u64> {
+        let mut purged = 0;
+        for sql in [
+            "DELETE FROM attempts WHERE seq IN (SELECT seq FROM attempts WHERE at < $1 LIMIT $2)",
+            "DELETE FROM deliveries WHERE seq IN
+                 (SELECT seq FROM deliveries WHERE status <> 'pending' AND created_at < $1 LIMIT $2)",
+            "DELETE FROM idempotency WHERE (scope, key) IN
+                 (SELECT scope, key FROM idempotency WHERE created_at < $1 LIMIT $2)",
+        ] {
+            purged += sqlx::query(sql)
+                .bind(cutoff)
+                .bind(batch as i64)
+                .execute(&self.writer)
+                .await?
+                .rows_affected();
+        }
+        Ok(purged)
     }
 }

@@ -16,14 +16,21 @@ pub struct EndpointRow {
     pub enabled: i64,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The secret before the last rotation, valid until the time beside it.
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
+    /// When the current run of failures began; `None` while healthy.
+    pub failing_since: Option<i64>,
+    /// Why ramphook disabled the endpoint (`None`: enabled, or disabled by hand).
+    pub disabled_reason: Option<String>,
 }
 
 impl EndpointRow {
-    /// The subscribed event names; `None` = every event.
     pub fn is_enabled(&self) -> bool {
         self.enabled != 0
     }
 
+    /// The subscribed event names; `None` = every event.
     pub fn event_types(&self) -> Option<Vec<String>> {
         self.event_types
             .as_deref()
@@ -49,7 +56,17 @@ pub struct EndpointPatch {
     pub enabled: Option<bool>,
 }
 
-const COLUMNS: &str = "seq, id, partner_id, url, secret, event_types, description, enabled, created_at, updated_at";
+const COLUMNS: &str = "seq, id, partner_id, url, secret, event_types, description, enabled, created_at, updated_at, \
+                       previous_secret, previous_secret_expires_at, failing_since, disabled_reason";
+
+/// An endpoint ramphook disabled, for the log, metrics and the operator webhook.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DisabledEndpoint {
+    pub id: String,
+    pub partner_id: String,
+    pub url: String,
+    pub disabled_reason: Option<String>,
+}
 
 fn to_json(types: &Option<Vec<String>>) -> Option<String> {
     types
@@ -129,16 +146,22 @@ impl Store {
         }
         if let Some(enabled) = patch.enabled {
             row.enabled = enabled as i64;
+            // Enabled again (or disabled by hand): forget why and since when it failed.
+            row.disabled_reason = None;
+            row.failing_since = None;
         }
         row.updated_at = now_ms();
         sqlx::query(
-            "UPDATE endpoints SET url = $1, event_types = $2, description = $3, enabled = $4, updated_at = $5 WHERE id = $6",
+            "UPDATE endpoints SET url = $1, event_types = $2, description = $3, enabled = $4, updated_at = $5,
+                 disabled_reason = $6, failing_since = $7 WHERE id = $8",
         )
         .bind(&row.url)
         .bind(&row.event_types)
         .bind(&row.description)
         .bind(row.enabled)
         .bind(row.updated_at)
+        .bind(&row.disabled_reason)
+        .bind(row.failing_since)
         .bind(id)
         .execute(&mut *tx)
         .await?;
@@ -163,5 +186,61 @@ impl Store {
         }
         tx.commit().await?;
         Ok(deleted == 1)
+    }
+
+    /// Rotates the secret; the old one keeps signing for `keep_previous_ms`
+    /// (0 drops it at once). Answers the endpoint as it now is.
+    pub async fn rotate_secret(
+        &self,
+        partner_id: &str,
+        id: &str,
+        new_secret: &str,
+        keep_previous_ms: i64,
+    ) -> StoreResult<Option<EndpointRow>> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE endpoints SET
+                 previous_secret = CASE WHEN $1 > 0 THEN secret ELSE NULL END,
+                 previous_secret_expires_at = CASE WHEN $1 > 0 THEN $2 + $1 ELSE NULL END,
+                 secret = $3, updated_at = $2
+             WHERE id = $4 AND partner_id = $5
+             RETURNING {COLUMNS}"
+        );
+        Ok(sqlx::query_as(&sql)
+            .bind(keep_previous_ms)
+            .bind(now)
+            .bind(new_secret)
+            .bind(id)
+            .bind(partner_id)
+            .fetch_optional(&self.writer)
+            .await?)
+    }
+
+    /// Disables an endpoint at once (e.g. it answered 410 Gone).
+    pub async fn disable_endpoint(&self, id: &str, reason: &str) -> StoreResult<Option<DisabledEndpoint>> {
+        Ok(sqlx::query_as(
+            "UPDATE endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2
+             WHERE id = $3 AND enabled = 1
+             RETURNING id, partner_id, url, disabled_reason",
+        )
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id)
+        .fetch_optional(&self.writer)
+        .await?)
+    }
+
+    /// Disables every endpoint failing without a break since before `cutoff`.
+    pub async fn disable_failing_since(&self, cutoff: i64, reason: &str) -> StoreResult<Vec<DisabledEndpoint>> {
+        Ok(sqlx::query_as(
+            "UPDATE endpoints SET enabled = 0, disabled_reason = $1, updated_at = $2
+             WHERE enabled = 1 AND failing_since IS NOT NULL AND failing_since <= $3
+             RETURNING id, partner_id, url, disabled_reason",
+        )
+        .bind(reason)
+        .bind(now_ms())
+        .bind(cutoff)
+        .fetch_all(&self.writer)
+        .await?)
     }
 }

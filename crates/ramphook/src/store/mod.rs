@@ -24,8 +24,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::AnyPool;
 use sqlx::{Any, Executor};
 
-pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow};
-pub use endpoints::{EndpointPatch, EndpointRow, NewEndpoint};
+pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
+pub use endpoints::{DisabledEndpoint, EndpointPatch, EndpointRow, NewEndpoint};
 pub use orders::{AppendOutcome, EventRow, Idempotency, NewOrder, OrderRow, Replayable};
 pub use partners::PartnerRow;
 pub use validation::ValidationRow;

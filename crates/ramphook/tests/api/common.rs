@@ -167,6 +167,7 @@ impl TestServer {
             ("RAMPHOOK_ALLOW_CIDRS".into(), "127.0.0.0/8,::1/128".into()),
             ("RAMPHOOK_RETRY_SCHEDULE".into(), "0s,50ms,50ms".into()),
             ("RAMPHOOK_DELIVERY_TIMEOUT".into(), "2s".into()),
+            ("RAMPHOOK_THROTTLE_BACKOFF".into(), "50ms".into()),
         ];
         for (k, v) in env {
             all.retain(|(key, _)| key != k);
