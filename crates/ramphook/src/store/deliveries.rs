@@ -46,6 +46,15 @@ pub struct ClaimedDelivery {
     pub target: Option<Target>,
 }
 
+#[derive(sqlx::FromRow)]
+struct TargetRow {
+    id: String,
+    url: String,
+    secret: String,
+    previous_secret: Option<String>,
+    previous_secret_expires_at: Option<i64>,
+}
+
 /// Where a claimed delivery goes and the secrets that sign it.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -128,24 +137,20 @@ impl Store {
         for row in &claimed {
             query = query.bind(&row.6);
         }
-        let endpoints: Vec<(String, String, String, Option<String>, Option<i64>)> =
-            query.fetch_all(&self.reader).await?;
+        let endpoints: Vec<TargetRow> = query.fetch_all(&self.reader).await?;
         let target_of = |endpoint_id: &str| {
-            endpoints
-                .iter()
-                .find(|e| e.0 == endpoint_id)
-                .map(|(_, url, secret, previous, until)| {
-                    let mut secrets = vec![secret.clone()];
-                    if let (Some(previous), Some(until)) = (previous, until) {
-                        if *until > now {
-                            secrets.push(previous.clone());
-                        }
+            endpoints.iter().find(|e| e.id == endpoint_id).map(|e| {
+                let mut secrets = vec![e.secret.clone()];
+                if let (Some(previous), Some(until)) = (&e.previous_secret, e.previous_secret_expires_at) {
+                    if until > now {
+                        secrets.push(previous.clone());
                     }
-                    Target {
-                        url: url.clone(),
-                        secrets,
-                    }
-                })
+                }
+                Target {
+                    url: e.url.clone(),
+                    secrets,
+                }
+            })
         };
         Ok(claimed
             .into_iter()

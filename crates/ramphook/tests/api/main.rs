@@ -8,6 +8,7 @@ mod auth;
 mod cli;
 mod crash;
 mod delivery;
+mod endpoint_health;
 mod endpoints;
 mod errors;
 mod operations;

@@ -50,11 +50,11 @@ fn run(program: &str, args: &[&str], input: &serde_json::Value) -> bool {
     child.wait().unwrap().success()
 }
 
-fn node_verifies(secret: &str, body: &str) -> bool {
+pub fn node_verifies(secret: &str, body: &str) -> bool {
     run("node", &["-e", NODE_VERIFY], &json!({"secret": secret, "body": body}))
 }
 
-fn standard_webhooks_verifies(secret: &str, body: &str, headers: &serde_json::Value) -> bool {
+pub fn standard_webhooks_verifies(secret: &str, body: &str, headers: &serde_json::Value) -> bool {
     run(
         "python3",
         &["-c", PYTHON_VERIFY],
