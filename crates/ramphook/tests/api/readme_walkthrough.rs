@@ -121,7 +121,7 @@ async fn the_five_minute_walkthrough_works_as_written() {
         .wait_for_line(|l| l.starts_with("validation buy for alice@example.com"), Duration::from_secs(10))
         .await;
     assert!(
-        listen.output().contains("validation buy for alice@example.com  [no auth]\n  → answered 200 {\"allowed\":true}"),
+        listen.output().contains("validation buy for alice@example.com  [no authorization header]\n  → answered 200 {\"allowed\":true}"),
         "{}",
         listen.output()
     );
