@@ -21,7 +21,9 @@ const README_LISTENER: &str = "127.0.0.1:9000";
 fn walkthrough_block() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md");
     let readme = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    let section = &readme[readme.find(SECTION).unwrap_or_else(|| panic!("README.md lost {SECTION:?}"))..];
+    let section = &readme[readme
+        .find(SECTION)
+        .unwrap_or_else(|| panic!("README.md lost {SECTION:?}"))..];
     let start = section.find("```sh\n").expect("the section has a ```sh block") + "```sh\n".len();
     let end = section[start..].find("```").expect("the ```sh block ends");
     section[start..start + end].to_owned()
@@ -30,15 +32,23 @@ fn walkthrough_block() -> String {
 /// The lines of the block from the comment starting with `# N.` up to the next such comment.
 fn terminal(block: &str, n: u32) -> String {
     let mut lines = block.lines().skip_while(|l| !l.starts_with(&format!("# {n}. ")));
-    let heading = lines.next().unwrap_or_else(|| panic!("no terminal {n} in the README block"));
-    let body: Vec<&str> = lines.take_while(|l| !l.starts_with(&format!("# {}. ", n + 1))).collect();
+    let heading = lines
+        .next()
+        .unwrap_or_else(|| panic!("no terminal {n} in the README block"));
+    let body: Vec<&str> = lines
+        .take_while(|l| !l.starts_with(&format!("# {}. ", n + 1)))
+        .collect();
     assert!(!body.is_empty(), "terminal {n} ({heading}) is empty");
     body.join("\n") + "\n"
 }
 
 /// The value of `NAME=value` in `text` (up to white space).
 fn assignment(text: &str, name: &str) -> String {
-    let at = text.find(&format!("{name}=")).unwrap_or_else(|| panic!("{name}= not in:\n{text}")) + name.len() + 1;
+    let at = text
+        .find(&format!("{name}="))
+        .unwrap_or_else(|| panic!("{name}= not in:\n{text}"))
+        + name.len()
+        + 1;
     text[at..].split_whitespace().next().unwrap().to_owned()
 }
 
@@ -77,7 +87,10 @@ async fn the_five_minute_walkthrough_works_as_written() {
         .find(|l| !l.starts_with('#') && l.contains("-- listen "))
         .unwrap_or_else(|| panic!("no `-- listen` command in terminal 2:\n{partner_side}"));
     let args: Vec<&str> = command.split("-- listen ").nth(1).unwrap().split_whitespace().collect();
-    let port = args.iter().position(|a| *a == "--port").expect("listen is given --port");
+    let port = args
+        .iter()
+        .position(|a| *a == "--port")
+        .expect("listen is given --port");
     assert_eq!(format!("127.0.0.1:{}", args[port + 1]), README_LISTENER);
     let mut args = args.clone();
     args.drain(port..=port + 1);
@@ -106,7 +119,11 @@ async fn the_five_minute_walkthrough_works_as_written() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&run.stdout);
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(run.status.success(), "the README's commands failed: {}\n{stdout}\n{stderr}", run.status);
+    assert!(
+        run.status.success(),
+        "the README's commands failed: {}\n{stdout}\n{stderr}",
+        run.status
+    );
     for answer in [
         r#""url":"http://127.0.0.1:"#,
         r#""eventName":"payment_received""#,
@@ -114,14 +131,22 @@ async fn the_five_minute_walkthrough_works_as_written() {
     ] {
         assert!(stdout.contains(answer), "no {answer} in the answers:\n{stdout}");
     }
-    assert!(!stdout.contains("problem+json") && !stdout.contains(r#""code":"#), "{stdout}");
+    assert!(
+        !stdout.contains("problem+json") && !stdout.contains(r#""code":"#),
+        "{stdout}"
+    );
 
     // The validation step answered (the order exists because it allowed alice)…
     listen
-        .wait_for_line(|l| l.starts_with("validation buy for alice@example.com"), Duration::from_secs(10))
+        .wait_for_line(
+            |l| l.starts_with("validation buy for alice@example.com"),
+            Duration::from_secs(10),
+        )
         .await;
     assert!(
-        listen.output().contains("validation buy for alice@example.com  [no authorization header]\n  → answered 200 {\"allowed\":true}"),
+        listen.output().contains(
+            "validation buy for alice@example.com  [no authorization header]\n  → answered 200 {\"allowed\":true}"
+        ),
         "{}",
         listen.output()
     );
@@ -160,8 +185,15 @@ async fn the_five_minute_walkthrough_works_as_written() {
     assert!(!out.contains('✗'), "{out}");
 
     // The order the README made is the one the webhooks were about.
-    let (status, body) = server.call("GET", &format!("/v1/orders/{order}"), Some(&token), None).await;
+    let (status, body) = server
+        .call("GET", &format!("/v1/orders/{order}"), Some(&token), None)
+        .await;
     assert_eq!(status, 200, "{body}");
-    let names: Vec<_> = body["events"].as_array().unwrap().iter().map(|e| e["eventName"].clone()).collect();
+    let names: Vec<_> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["eventName"].clone())
+        .collect();
     assert_eq!(names, ["payment_received", "crypto_tx_sent"]);
 }

@@ -19,7 +19,11 @@ async fn record_attempts_moves_deliveries_and_logs_every_attempt(db: Db) {
     let mut ids = Vec::new();
     for _ in 0..3 {
         let o = order(&store, &p).await;
-        ids.push(delivery_of(&store, &p, &event(&store, &o, EventName::PaymentReceived).await).await.id);
+        ids.push(
+            delivery_of(&store, &p, &event(&store, &o, EventName::PaymentReceived).await)
+                .await
+                .id,
+        );
     }
     assert_eq!(claim_ids(&store, LONG_LEASE_MS).await.len(), 3);
 
@@ -34,7 +38,11 @@ async fn record_attempts_moves_deliveries_and_logs_every_attempt(db: Db) {
 
     let (delivered, log) = store.get_delivery(&ids[0]).await.unwrap().unwrap();
     assert_eq!(
-        (delivered.status.as_str(), delivered.attempts, delivered.last_status_code),
+        (
+            delivered.status.as_str(),
+            delivered.attempts,
+            delivered.last_status_code
+        ),
         ("delivered", 1, Some(200))
     );
     assert_eq!(log.len(), 1);
@@ -46,7 +54,12 @@ async fn record_attempts_moves_deliveries_and_logs_every_attempt(db: Db) {
 
     let (pending, log) = store.get_delivery(&ids[1]).await.unwrap().unwrap();
     assert_eq!(
-        (pending.status.as_str(), pending.attempts, pending.next_attempt_at, pending.last_status_code),
+        (
+            pending.status.as_str(),
+            pending.attempts,
+            pending.next_attempt_at,
+            pending.last_status_code
+        ),
         ("pending", 1, retry_at, Some(500))
     );
     assert_eq!(log.len(), 1);
@@ -73,7 +86,10 @@ async fn record_attempts_moves_deliveries_and_logs_every_attempt(db: Db) {
     let second = attempt(&ids[1], Some(201), "delivered", 0);
     store.record_attempts(std::slice::from_ref(&second)).await.unwrap();
     let (row, log) = store.get_delivery(&ids[1]).await.unwrap().unwrap();
-    assert_eq!((row.status.as_str(), row.attempts, row.last_status_code), ("delivered", 2, Some(201)));
+    assert_eq!(
+        (row.status.as_str(), row.attempts, row.last_status_code),
+        ("delivered", 2, Some(201))
+    );
     let codes: Vec<_> = log.iter().map(|a| a.status_code).collect();
     assert_eq!(codes, [Some(500), Some(201)]);
     assert!(log[0].at <= log[1].at);
@@ -104,7 +120,11 @@ async fn retry_now_makes_any_delivery_due_at_once(db: Db) {
     let mut ids = Vec::new();
     for _ in 0..4 {
         let o = order(&store, &p).await;
-        ids.push(delivery_of(&store, &p, &event(&store, &o, EventName::PaymentReceived).await).await.id);
+        ids.push(
+            delivery_of(&store, &p, &event(&store, &o, EventName::PaymentReceived).await)
+                .await
+                .id,
+        );
     }
     assert_eq!(claim_ids(&store, LONG_LEASE_MS).await.len(), 4);
     // ids[0] failed, ids[1] delivered, ids[2] retrying in an hour, ids[3] leased.

@@ -41,7 +41,10 @@ async fn a_leased_delivery_is_not_claimed_again(db: Db) {
     let mut all: Vec<String> = first.iter().map(|c| c.id.clone()).chain(rest).collect();
     all.sort();
     assert_eq!(all, ids);
-    assert!(claim(&store, LONG_LEASE_MS).await.is_empty(), "leased deliveries were claimed again");
+    assert!(
+        claim(&store, LONG_LEASE_MS).await.is_empty(),
+        "leased deliveries were claimed again"
+    );
 }
 
 async fn an_expired_lease_makes_it_claimable(db: Db) {
@@ -49,7 +52,11 @@ async fn an_expired_lease_makes_it_claimable(db: Db) {
     let (_, _, ids) = queued(&store, 1).await;
     // A lease of 0 ms has run out by the next claim (times are wall-clock).
     assert_eq!(claim_ids(&store, 0).await, ids);
-    assert_eq!(claim_ids(&store, LONG_LEASE_MS).await, ids, "an expired lease still held");
+    assert_eq!(
+        claim_ids(&store, LONG_LEASE_MS).await,
+        ids,
+        "an expired lease still held"
+    );
     assert!(claim(&store, LONG_LEASE_MS).await.is_empty());
 }
 

@@ -59,9 +59,15 @@ async fn concurrent_expiry_emits_one_payment_expired_per_order(db: Db) {
         };
         let rows = deliveries(store, &p, &filter).await;
         assert_eq!(rows.len(), 1, "order {o}: {rows:?}");
-        assert_eq!((rows[0].event_name.as_str(), rows[0].event_id.as_str()), ("payment_expired", events[0].id.as_str()));
+        assert_eq!(
+            (rows[0].event_name.as_str(), rows[0].event_id.as_str()),
+            ("payment_expired", events[0].id.as_str())
+        );
     }
-    assert_eq!(store.get_order(&not_yet).await.unwrap().unwrap().0.status, "awaiting_payment");
+    assert_eq!(
+        store.get_order(&not_yet).await.unwrap().unwrap().0.status,
+        "awaiting_payment"
+    );
     assert_eq!(store.get_order(&paid).await.unwrap().unwrap().0.status, "paid");
     assert!(store.next_expiry().await.unwrap().unwrap() > now_ms());
 }
@@ -85,7 +91,11 @@ async fn expiry_and_payment_race_for_one_order(db: Db) {
 
         let (row, events) = store.get_order(&o).await.unwrap().unwrap();
         assert_eq!(events.len(), 1, "round {round}: {events:?}");
-        let expected = if paid { ("paid", "payment_received") } else { ("expired", "payment_expired") };
+        let expected = if paid {
+            ("paid", "payment_received")
+        } else {
+            ("expired", "payment_expired")
+        };
         assert_eq!((row.status.as_str(), events[0].event_name.as_str()), expected);
         let filter = DeliveryFilter {
             order_id: Some(o.clone()),

@@ -53,7 +53,10 @@ async fn a_retry_in_the_future_still_blocks_its_order(db: Db) {
     // Appended while the first waits for its retry: due now, yet blocked.
     let second = delivery_of(&store, &p, &event(&store, &o1, EventName::CryptoTxSent).await).await;
     assert!(second.next_attempt_at <= now_ms());
-    assert!(claim(&store, LONG_LEASE_MS).await.is_empty(), "overtook a retrying delivery");
+    assert!(
+        claim(&store, LONG_LEASE_MS).await.is_empty(),
+        "overtook a retrying delivery"
+    );
 
     // Another order of the same partner and endpoint is not held up.
     let o2 = order(&store, &p).await;

@@ -54,8 +54,15 @@ async fn create_order_replays_the_same_request_and_refuses_another(db: Db) {
         store.idempotent_answer(Some(&k)).await.unwrap(),
         Some(Replayable::Replay { status: 201, .. })
     ));
-    assert!(matches!(store.idempotent_answer(Some(&other)).await.unwrap(), Some(Replayable::KeyReused)));
-    assert!(store.idempotent_answer(Some(&key("orders:admin", "k-2", "hash-a"))).await.unwrap().is_none());
+    assert!(matches!(
+        store.idempotent_answer(Some(&other)).await.unwrap(),
+        Some(Replayable::KeyReused)
+    ));
+    assert!(store
+        .idempotent_answer(Some(&key("orders:admin", "k-2", "hash-a")))
+        .await
+        .unwrap()
+        .is_none());
     assert!(store.idempotent_answer(None).await.unwrap().is_none());
     assert_eq!(store.user_orders(&p, "alice@example.com", 10).await.unwrap().len(), 1);
 
@@ -140,7 +147,10 @@ async fn concurrent_requests_with_one_key_create_one_order(db: Db) {
         }
     }
     assert_eq!(fresh_ids.len(), 1, "{fresh_ids:?}");
-    assert!(replayed.iter().all(|b| *b == fresh_ids[0]), "{replayed:?} vs {fresh_ids:?}");
+    assert!(
+        replayed.iter().all(|b| *b == fresh_ids[0]),
+        "{replayed:?} vs {fresh_ids:?}"
+    );
     let orders = stores[0].user_orders(&p, "alice@example.com", 10).await.unwrap();
     let ids: Vec<_> = orders.iter().map(|o| o.id.clone()).collect();
     assert_eq!(ids, fresh_ids, "one order exists, the one answered");

@@ -99,7 +99,10 @@ async fn a_refused_transition_writes_nothing(db: Db) {
     assert_eq!(invalid.event, EventName::CryptoDelivered);
     assert!(invalid.allowed.contains(&EventName::PaymentReceived), "{invalid:?}");
     let (after, events) = store.get_order(&o).await.unwrap().unwrap();
-    assert_eq!((after.status.as_str(), after.updated_at), ("awaiting_payment", before.updated_at));
+    assert_eq!(
+        (after.status.as_str(), after.updated_at),
+        ("awaiting_payment", before.updated_at)
+    );
     assert!(events.is_empty(), "{events:?}");
     assert!(all_deliveries(&store, &p).await.is_empty());
     assert_eq!(store.pending_count().await.unwrap(), 0);
@@ -108,15 +111,27 @@ async fn a_refused_transition_writes_nothing(db: Db) {
 
     // An unknown order writes nothing either.
     assert!(matches!(
-        append(&store, "00000000-0000-0000-0000-000000000000", EventName::PaymentReceived).await,
+        append(
+            &store,
+            "00000000-0000-0000-0000-000000000000",
+            EventName::PaymentReceived
+        )
+        .await,
         AppendOutcome::NoSuchOrder
     ));
 
     // A final status refuses everything, and still writes nothing.
     event(&store, &o, EventName::PaymentRejected).await;
     let queued = all_deliveries(&store, &p).await.len();
-    for name in [EventName::PaymentReceived, EventName::PaymentExpired, EventName::PaymentRejected] {
-        assert!(matches!(append(&store, &o, name).await, AppendOutcome::Invalid(_)), "{name}");
+    for name in [
+        EventName::PaymentReceived,
+        EventName::PaymentExpired,
+        EventName::PaymentRejected,
+    ] {
+        assert!(
+            matches!(append(&store, &o, name).await, AppendOutcome::Invalid(_)),
+            "{name}"
+        );
     }
     let (after, events) = store.get_order(&o).await.unwrap().unwrap();
     assert_eq!(after.status, "rejected");

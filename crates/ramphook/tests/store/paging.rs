@@ -61,7 +61,11 @@ async fn delivery_pages_and_filters(db: Db) {
 
     for limit in 1..=7u32 {
         let pages = delivery_pages(&store, &p, &DeliveryFilter::default(), limit).await;
-        assert_eq!(pages.len(), 6usize.div_ceil(limit as usize).max(1), "limit {limit}: {pages:?}");
+        assert_eq!(
+            pages.len(),
+            6usize.div_ceil(limit as usize).max(1),
+            "limit {limit}: {pages:?}"
+        );
         assert_eq!(pages.concat(), ids, "limit {limit}");
     }
     // A cursor from another list's row still means "older than that row".
@@ -72,7 +76,12 @@ async fn delivery_pages_and_filters(db: Db) {
     assert_eq!(page.rows.iter().map(|d| d.id.clone()).collect::<Vec<_>>(), ids[3..]);
 
     // Filters, alone and together; one is delivered.
-    let o2_on_a = rows.iter().find(|d| d.order_id == o2 && d.endpoint_id == a).unwrap().id.clone();
+    let o2_on_a = rows
+        .iter()
+        .find(|d| d.order_id == o2 && d.endpoint_id == a)
+        .unwrap()
+        .id
+        .clone();
     assert_eq!(
         claim(&store, LONG_LEASE_MS).await.len(),
         5,
@@ -90,7 +99,11 @@ async fn delivery_pages_and_filters(db: Db) {
     assert_eq!(count(&store, &p, None, None, Some(&b)).await, 3);
     assert_eq!(count(&store, &p, None, Some(&o2), Some(&a)).await, 1);
     assert_eq!(count(&store, &p, Some("pending"), Some(&o2), Some(&a)).await, 0);
-    assert_eq!(count(&store, &p, None, Some(&oq), None).await, 0, "another partner's order");
+    assert_eq!(
+        count(&store, &p, None, Some(&oq), None).await,
+        0,
+        "another partner's order"
+    );
     let filter = DeliveryFilter {
         status: Some("pending".into()),
         ..Default::default()
