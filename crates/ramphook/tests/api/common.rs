@@ -17,6 +17,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
+use crate::pg::PostgresDatabase;
+
 pub const ADMIN: &str = "test-admin-token-0123456789";
 
 /// Generates, for each named `async fn NAME(backend: Backend)`, the tests
@@ -40,11 +42,6 @@ macro_rules! on_both_backends {
     };
 }
 
-/// Where the PostgreSQL suite creates its databases (one per test, dropped after).
-fn postgres_admin_url() -> String {
-    std::env::var("RAMPHOOK_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
     Sqlite,
@@ -55,70 +52,7 @@ impl Backend {
     /// PostgreSQL if it answers; otherwise says the test was skipped (or
     /// fails, when `RAMPHOOK_REQUIRE_POSTGRES=1`, as in CI).
     pub async fn postgres() -> Option<Backend> {
-        use sqlx::Connection;
-        let url = postgres_admin_url();
-        let reachable = tokio::time::timeout(Duration::from_secs(3), sqlx::PgConnection::connect(&url)).await;
-        match reachable {
-            Ok(Ok(conn)) => {
-                let _ = conn.close().await;
-                Some(Backend::Postgres)
-            }
-            _ if std::env::var("RAMPHOOK_REQUIRE_POSTGRES").is_ok_and(|v| v == "1") => {
-                panic!("PostgreSQL is required (RAMPHOOK_REQUIRE_POSTGRES=1) but {url} does not answer")
-            }
-            _ => {
-                eprintln!(
-                    "SKIPPED: PostgreSQL suite: {url} does not answer. Start PostgreSQL (or set \
-                     RAMPHOOK_TEST_POSTGRES_URL) to run it."
-                );
-                None
-            }
-        }
-    }
-}
-
-/// A database of its own on the local PostgreSQL, dropped with the server.
-struct PostgresDatabase {
-    name: String,
-}
-
-impl PostgresDatabase {
-    async fn create() -> Self {
-        use sqlx::{Connection, Executor};
-        let name = format!("ramphook_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&postgres_admin_url()).await.unwrap();
-        admin.execute(format!("CREATE DATABASE {name}").as_str()).await.unwrap();
-        admin.close().await.unwrap();
-        Self { name }
-    }
-
-    fn url(&self) -> String {
-        let admin = url::Url::parse(&postgres_admin_url()).unwrap();
-        let mut url = admin.clone();
-        url.set_path(&self.name);
-        url.to_string()
-    }
-}
-
-impl Drop for PostgresDatabase {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside async; a short-lived runtime on its own thread.
-        let _ = std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap()
-                .block_on(async move {
-                    use sqlx::{Connection, Executor};
-                    if let Ok(mut admin) = sqlx::PgConnection::connect(&postgres_admin_url()).await {
-                        let _ = admin
-                            .execute(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)").as_str())
-                            .await;
-                    }
-                })
-        })
-        .join();
+        crate::pg::available().await.then_some(Backend::Postgres)
     }
 }
 

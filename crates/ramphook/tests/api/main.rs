@@ -1,6 +1,9 @@
 //! Black-box tests of `ramphook serve` and the partner tools: real server,
 //! real receivers, real child processes.
 
+#[path = "../shared/pg.rs"]
+mod pg;
+
 #[macro_use]
 mod common;
 
@@ -17,5 +20,6 @@ mod partner_docs;
 mod partner_listen;
 mod partner_verify;
 mod postgres;
+mod readme_walkthrough;
 mod validation;
 mod wire_format;

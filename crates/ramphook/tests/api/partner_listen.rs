@@ -15,16 +15,17 @@ use crate::common::{wait_until, Backend, TestServer};
 
 const SECRET: &str = "a-partner-defined-secret-0001";
 
-/// A running `ramphook listen`, killed on drop, its stdout collected by line.
-struct Listen {
+/// A running `ramphook listen`, killed on drop, its stdout collected by line
+/// (also used by the README walkthrough test).
+pub struct Listen {
     _child: Child,
-    base: String,
+    pub base: String,
     lines: Arc<Mutex<Vec<String>>>,
     changed: Arc<Notify>,
 }
 
 impl Listen {
-    async fn start(args: &[&str]) -> Self {
+    pub async fn start(args: &[&str]) -> Self {
         let mut command = Command::new(env!("CARGO_BIN_EXE_ramphook"));
         command
             .args(["listen", "--port", "0"])
@@ -59,12 +60,12 @@ impl Listen {
         listen
     }
 
-    fn output(&self) -> String {
+    pub fn output(&self) -> String {
         self.lines.lock().unwrap().join("\n")
     }
 
     /// Waits (bounded) for a printed line matching `want`; returns it.
-    async fn wait_for_line(&self, want: impl Fn(&str) -> bool, limit: Duration) -> String {
+    pub async fn wait_for_line(&self, want: impl Fn(&str) -> bool, limit: Duration) -> String {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let notified = self.changed.notified();

@@ -1,0 +1,157 @@
+//! Idempotency keys in the store: the same key and request replay the stored
+//! answer without writing again, another request under the key is
+//! `KeyReused`, keys are scoped, and concurrent requests with one key create
+//! one thing.
+
+use ramphook::domain::order::EventName;
+use ramphook::store::{AppendOutcome, Idempotency, Replayable};
+
+use crate::harness::*;
+
+on_both_backends!(
+    create_order_replays_the_same_request_and_refuses_another,
+    append_event_replays_without_a_second_event,
+    concurrent_requests_with_one_key_create_one_order,
+);
+
+fn key(scope: &str, key: &str, hash: &str) -> Idempotency {
+    Idempotency {
+        scope: scope.into(),
+        key: key.into(),
+        request_hash: hash.into(),
+    }
+}
+
+async fn create_order_replays_the_same_request_and_refuses_another(db: Db) {
+    let store = db.open().await;
+    let p = partner(&store).await;
+    let k = key("orders:admin", "k-1", "hash-a");
+    let (order, status, body) = fresh(
+        store
+            .create_order(new_order(&p, HOUR_MS), Some(&k), |o| (201, format!("order {}", o.id)))
+            .await
+            .unwrap(),
+    );
+    assert_eq!((status, body.clone()), (201, format!("order {}", order.id)));
+
+    match store
+        .create_order(new_order(&p, HOUR_MS), Some(&k), |_| panic!("a replay is not rendered"))
+        .await
+        .unwrap()
+    {
+        Replayable::Replay { status, body: again } => assert_eq!((status, again), (201, body.clone())),
+        _ => panic!("the same key and request did not replay"),
+    }
+    let other = key("orders:admin", "k-1", "hash-b");
+    assert!(matches!(
+        store
+            .create_order(new_order(&p, HOUR_MS), Some(&other), |_| (201, String::new()))
+            .await
+            .unwrap(),
+        Replayable::KeyReused
+    ));
+    assert!(matches!(
+        store.idempotent_answer(Some(&k)).await.unwrap(),
+        Some(Replayable::Replay { status: 201, .. })
+    ));
+    assert!(matches!(
+        store.idempotent_answer(Some(&other)).await.unwrap(),
+        Some(Replayable::KeyReused)
+    ));
+    assert!(store
+        .idempotent_answer(Some(&key("orders:admin", "k-2", "hash-a")))
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.idempotent_answer(None).await.unwrap().is_none());
+    assert_eq!(store.user_orders(&p, "alice@example.com", 10).await.unwrap().len(), 1);
+
+    // The same key in another scope (another caller) is another request.
+    let elsewhere = key("orders:ptn_other", "k-1", "hash-b");
+    fresh(
+        store
+            .create_order(new_order(&p, HOUR_MS), Some(&elsewhere), |_| (201, String::new()))
+            .await
+            .unwrap(),
+    );
+    assert_eq!(store.user_orders(&p, "alice@example.com", 10).await.unwrap().len(), 2);
+}
+
+async fn append_event_replays_without_a_second_event(db: Db) {
+    let store = db.open().await;
+    let p = partner(&store).await;
+    endpoint(&store, &p, None).await;
+    let o = order(&store, &p).await;
+    let k = key(&format!("events:{o}"), "e-1", "hash-a");
+    let render = |e: &ramphook::store::EventRow, o: &ramphook::store::OrderRow| (201, format!("{} {}", e.id, o.status));
+    let (outcome, status, body) = fresh(
+        store
+            .append_event(&o, EventName::PaymentReceived, None, None, Some(&k), render)
+            .await
+            .unwrap(),
+    );
+    let AppendOutcome::Appended { event, .. } = outcome else {
+        panic!("payment_received refused")
+    };
+    assert_eq!((status, body.clone()), (201, format!("{} paid", event.id)));
+
+    // Replayed, although payment_received would now be refused.
+    match store
+        .append_event(&o, EventName::PaymentReceived, None, None, Some(&k), render)
+        .await
+        .unwrap()
+    {
+        Replayable::Replay { status, body: again } => assert_eq!((status, again), (201, body)),
+        _ => panic!("the same key and request did not replay"),
+    }
+    let reused = key(&format!("events:{o}"), "e-1", "hash-b");
+    assert!(matches!(
+        store
+            .append_event(&o, EventName::CryptoTxSent, None, None, Some(&reused), render)
+            .await
+            .unwrap(),
+        Replayable::KeyReused
+    ));
+    let (row, events) = store.get_order(&o).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), events.len()), ("paid", 1));
+    assert_eq!(all_deliveries(&store, &p).await.len(), 1);
+}
+
+async fn concurrent_requests_with_one_key_create_one_order(db: Db) {
+    let stores = db.instances().await;
+    let p = partner(&stores[0]).await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = stores[i % stores.len()].clone();
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let k = key("orders:admin", "same-key", "same-hash");
+            store
+                .create_order(new_order(&p, HOUR_MS), Some(&k), |o| (201, o.id.clone()))
+                .await
+                .unwrap()
+        }));
+    }
+    let (mut fresh_ids, mut replayed) = (Vec::new(), Vec::new());
+    for task in tasks {
+        match task.await.unwrap() {
+            Replayable::Fresh((order, _, body)) => {
+                assert_eq!(order.id, body);
+                fresh_ids.push(body)
+            }
+            Replayable::Replay { status, body } => {
+                assert_eq!(status, 201);
+                replayed.push(body)
+            }
+            Replayable::KeyReused => panic!("the same request was called KeyReused"),
+        }
+    }
+    assert_eq!(fresh_ids.len(), 1, "{fresh_ids:?}");
+    assert!(
+        replayed.iter().all(|b| *b == fresh_ids[0]),
+        "{replayed:?} vs {fresh_ids:?}"
+    );
+    let orders = stores[0].user_orders(&p, "alice@example.com", 10).await.unwrap();
+    let ids: Vec<_> = orders.iter().map(|o| o.id.clone()).collect();
+    assert_eq!(ids, fresh_ids, "one order exists, the one answered");
+}

@@ -1,0 +1,18 @@
+//! The store's conformance suite: the contract the dispatcher, the expiry
+//! scheduler and the API rely on, run as one set of tests against
+//! `ramphook::store::Store` on SQLite and on PostgreSQL (`NAME::sqlite`,
+//! `NAME::postgres`), each test on a database of its own.
+
+#[path = "../shared/pg.rs"]
+mod pg;
+
+#[macro_use]
+mod harness;
+
+mod attempts;
+mod claims;
+mod expiry;
+mod fifo;
+mod idempotency;
+mod outbox;
+mod paging;
