@@ -156,7 +156,9 @@ pub async fn get(
 pub async fn retry(State(state): State<AppState>, caller: Caller, Path(did): Path<String>) -> ApiResult<StatusCode> {
     visible_delivery(&state, &caller, &did).await?;
     if !state.store.retry_now(&did).await? {
-        return Err(ApiError::not_found("no such delivery"));
+        return Err(ApiError::invalid(
+            "the delivery's endpoint was deleted; it cannot be sent again",
+        ));
     }
     state.deliveries.wake();
     Ok(StatusCode::ACCEPTED)

@@ -85,6 +85,18 @@ pub struct DeliveryFilter {
     pub endpoint_id: Option<String>,
 }
 
+/// Results per multi-row statement (6 parameters each, far below both
+/// databases' limits).
+const RECORD_CHUNK: usize = 256;
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
+fn value_rows(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|r| format!("({})", placeholders(r * columns + 1, columns)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 const COLUMNS: &str = "seq, id, event_id, endpoint_id, partner_id, order_id, event_name, status, attempts, next_attempt_at, last_status_code, is_test, created_at";
 
 impl Store {
@@ -172,28 +184,42 @@ impl Store {
     /// Records a batch of attempt results in one transaction.
     pub async fn record_attempts(&self, results: &[AttemptResult]) -> StoreResult<()> {
         let mut tx = self.writer.begin().await?;
-        for r in results {
-            sqlx::query(
-                "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body) VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(&r.delivery_id)
-            .bind(r.at)
-            .bind(r.status_code.map(i64::from))
-            .bind(r.duration_ms)
-            .bind(&r.error)
-            .bind(&r.response_body)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "UPDATE deliveries SET status = $1, attempts = attempts + 1, next_attempt_at = $2, locked_until = NULL,
-                 last_status_code = $3 WHERE id = $4",
-            )
-            .bind(r.new_status)
-            .bind(r.next_attempt_at)
-            .bind(r.status_code.map(i64::from))
-            .bind(&r.delivery_id)
-            .execute(&mut *tx)
-            .await?;
+        // Two statements per chunk, whatever its size: one multi-row INSERT of
+        // the attempts, one UPDATE joined to a VALUES list of the outcomes.
+        for chunk in results.chunks(RECORD_CHUNK) {
+            let sql = format!(
+                "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body) VALUES {}",
+                value_rows(chunk.len(), 6)
+            );
+            let mut insert = sqlx::query(&sql);
+            for r in chunk {
+                insert = insert
+                    .bind(&r.delivery_id)
+                    .bind(r.at)
+                    .bind(r.status_code.map(i64::from))
+                    .bind(r.duration_ms)
+                    .bind(&r.error)
+                    .bind(&r.response_body);
+            }
+            insert.execute(&mut *tx).await?;
+            // VALUES columns are column1… on both SQLite and PostgreSQL. Only a
+            // still-pending delivery changes: one failed meanwhile (its
+            // endpoint deleted) stays failed.
+            let sql = format!(
+                "UPDATE deliveries SET status = v.column2, attempts = attempts + 1, next_attempt_at = v.column3,
+                     locked_until = NULL, last_status_code = v.column4
+                 FROM (VALUES {}) AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'pending'",
+                value_rows(chunk.len(), 4)
+            );
+            let mut update = sqlx::query(&sql);
+            for r in chunk {
+                update = update
+                    .bind(&r.delivery_id)
+                    .bind(r.new_status)
+                    .bind(r.next_attempt_at)
+                    .bind(r.status_code.map(i64::from));
+            }
+            update.execute(&mut *tx).await?;
         }
         // Endpoint health: the last outcome per endpoint in this batch starts
         // or ends its run of failures.
@@ -325,9 +351,13 @@ impl Store {
     }
 
     /// Makes a delivery due now, whatever its status (a manual retry).
+    /// `false` if there is no such delivery or its endpoint was deleted. A
+    /// live lease is kept: an attempt in flight is not doubled.
     pub async fn retry_now(&self, id: &str) -> StoreResult<bool> {
         let changed = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, locked_until = NULL WHERE id = $2",
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1,
+                 locked_until = CASE WHEN locked_until > $1 THEN locked_until ELSE NULL END
+             WHERE id = $2 AND EXISTS (SELECT 1 FROM endpoints e WHERE e.id = deliveries.endpoint_id)",
         )
         .bind(now_ms())
         .bind(id)

@@ -383,39 +383,25 @@ async fn append_in(
     .bind(event.time_stamp)
     .execute(&mut **tx)
     .await?;
-    let endpoints: Vec<(String, Option<String>)> =
-        sqlx::query_as("SELECT id, event_types FROM endpoints WHERE partner_id = $1 AND enabled = 1 ORDER BY seq")
-            .bind(&order.partner_id)
-            .fetch_all(&mut **tx)
-            .await?;
-    for (endpoint_id, types) in endpoints {
-        if !subscribed(types.as_deref(), event_name) {
-            continue;
-        }
-        sqlx::query(
-            "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status, next_attempt_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9)",
-        )
-        .bind(new_id("dlv"))
-        .bind(&event.id)
-        .bind(&endpoint_id)
-        .bind(&order.partner_id)
-        .bind(order_id)
-        .bind(&event.event_name)
-        .bind(event.time_stamp)
-        .bind(now)
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    }
+    // One statement for the whole fan-out: a delivery per enabled endpoint
+    // subscribed to the event (event_types is NULL = all, or a JSON array of
+    // names). Delivery ids are the event's id plus the endpoint's seq.
+    sqlx::query(
+        "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
+                                 next_attempt_at, created_at)
+         SELECT $1 || CAST(e.seq AS TEXT), $2, e.id, e.partner_id, $3, $4, $5, 'pending', $5, $5
+         FROM endpoints e
+         WHERE e.partner_id = $6 AND e.enabled = 1 AND (e.event_types IS NULL OR e.event_types LIKE $7)
+         ORDER BY e.seq",
+    )
+    .bind(format!("dlv_{}_", event.id.trim_start_matches("evt_")))
+    .bind(&event.id)
+    .bind(order_id)
+    .bind(&event.event_name)
+    .bind(event.time_stamp)
+    .bind(&order.partner_id)
+    .bind(format!("%\"{}\"%", event.event_name))
+    .execute(&mut **tx)
+    .await?;
     Ok(AppendOutcome::Appended { event, order })
-}
-
-/// Does an endpoint with this `event_types` JSON want `event`?
-fn subscribed(types_json: Option<&str>, event: EventName) -> bool {
-    match types_json.map(serde_json::from_str::<Vec<String>>) {
-        None => true,
-        Some(Ok(types)) => types.iter().any(|t| t == event.as_str()),
-        Some(Err(_)) => true,
-    }
 }

@@ -31,38 +31,40 @@ const TEN_EVENTS: [&str; 10] = [
 async fn post_events(bases: Vec<String>, orders: Vec<String>, stop_first: Arc<AtomicBool>) -> Vec<String> {
     let client = reqwest::Client::new();
     let mut tasks = JoinSet::new();
+    let in_parallel = Arc::new(tokio::sync::Semaphore::new(20));
     for (i, order) in orders.into_iter().enumerate() {
         let (client, bases, stop_first) = (client.clone(), bases.clone(), stop_first.clone());
+        let in_parallel = in_parallel.clone();
         tasks.spawn(async move {
+            let _turn = in_parallel.acquire_owned().await.unwrap();
             let mut accepted = vec![];
             for (n, event) in TEN_EVENTS.iter().enumerate() {
                 let mut pick = (i + n) % bases.len();
                 if pick == 0 && stop_first.load(Ordering::SeqCst) {
                     pick = 1;
                 }
-                let response = client
-                    .post(format!("{}/v1/orders/{order}/events", bases[pick]))
-                    .bearer_auth(crate::common::ADMIN)
-                    .header("idempotency-key", format!("{order}-{n}"))
-                    .body(json!({"eventName": event}).to_string())
-                    .send()
-                    .await;
-                let body: serde_json::Value = match response {
-                    Ok(r) if r.status() == 201 => r.json().await.unwrap(),
-                    // The instance was killed under this request: ask the other.
-                    _ => {
-                        let r = client
-                            .post(format!("{}/v1/orders/{order}/events", bases[1]))
-                            .bearer_auth(crate::common::ADMIN)
-                            .header("idempotency-key", format!("{order}-{n}"))
-                            .body(json!({"eventName": event}).to_string())
-                            .send()
-                            .await
-                            .unwrap();
-                        assert_eq!(r.status(), 201);
-                        r.json().await.unwrap()
+                // What a careful platform does: on a dead instance or a 503,
+                // ask again (the other instance) with the same Idempotency-Key.
+                let mut body = None;
+                for attempt in 0..20 {
+                    let base = if attempt == 0 { &bases[pick] } else { &bases[1] };
+                    let response = client
+                        .post(format!("{base}/v1/orders/{order}/events"))
+                        .bearer_auth(crate::common::ADMIN)
+                        .header("idempotency-key", format!("{order}-{n}"))
+                        .body(json!({"eventName": event}).to_string())
+                        .send()
+                        .await;
+                    match response {
+                        Ok(r) if r.status() == 201 => {
+                            body = Some(r.json::<serde_json::Value>().await.unwrap());
+                            break;
+                        }
+                        Ok(r) => assert_eq!(r.status(), 503, "only 'unavailable' may be retried"),
+                        Err(_) => {} // the killed instance
                     }
-                };
+                }
+                let body = body.expect("accepted within 20 tries");
                 accepted.push(body["event"]["id"].as_str().unwrap().to_owned());
             }
             accepted

@@ -10,6 +10,7 @@ on_both_backends!(
     record_attempts_moves_deliveries_and_logs_every_attempt,
     a_recorded_attempt_ends_the_lease,
     retry_now_makes_any_delivery_due_at_once,
+    retry_now_refuses_a_delivery_whose_endpoint_was_deleted,
 );
 
 async fn record_attempts_moves_deliveries_and_logs_every_attempt(db: Db) {
@@ -76,7 +77,7 @@ async fn record_attempts_moves_deliveries_and_logs_every_attempt(db: Db) {
     // Nothing is due: delivered and failed are done, the retry is in an hour.
     assert!(claim(&store, 0).await.is_empty());
     assert_eq!(store.pending_count().await.unwrap(), 1);
-    assert_eq!(store.next_due_at().await.unwrap(), Some(retry_at));
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(retry_at));
 
     // The second attempt of the retried one: the log keeps both, oldest first.
     assert!(store.retry_now(&ids[1]).await.unwrap());
@@ -147,7 +148,29 @@ async fn retry_now_makes_any_delivery_due_at_once(db: Db) {
         assert_eq!(row.status, "pending", "{id}");
         assert!(row.next_attempt_at <= now_ms(), "{id}");
     }
-    let mut expected = ids.clone();
+    // The leased one keeps its lease: a retry does not double an attempt in flight.
+    let mut expected = ids[..3].to_vec();
     expected.sort();
     assert_eq!(claim_ids(&store, LONG_LEASE_MS).await, expected);
+}
+
+async fn retry_now_refuses_a_delivery_whose_endpoint_was_deleted(db: Db) {
+    let store = db.open().await;
+    let p = partner(&store).await;
+    let e = endpoint(&store, &p, None).await;
+    let o = order(&store, &p).await;
+    let d = delivery_of(&store, &p, &event(&store, &o, EventName::PaymentReceived).await)
+        .await
+        .id;
+    assert_eq!(claim_ids(&store, LONG_LEASE_MS).await, vec![d.clone()]);
+    assert!(store.delete_endpoint(&p, &e).await.unwrap());
+    // The in-flight attempt's result must not revive it.
+    store
+        .record_attempts(&[attempt(&d, Some(500), "pending", now_ms())])
+        .await
+        .unwrap();
+    let (row, _) = store.get_delivery(&d).await.unwrap().unwrap();
+    assert_eq!(row.status, "failed");
+    assert!(!store.retry_now(&d).await.unwrap());
+    assert_eq!(store.get_delivery(&d).await.unwrap().unwrap().0.status, "failed");
 }

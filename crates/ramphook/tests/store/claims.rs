@@ -34,7 +34,7 @@ async fn queued(store: &ramphook::store::Store, n: usize) -> (String, String, Ve
 async fn a_leased_delivery_is_not_claimed_again(db: Db) {
     let store = db.open().await;
     let (_, _, ids) = queued(&store, 3).await;
-    let first = store.claim_due(2, LONG_LEASE_MS).await.unwrap();
+    let first = store.claim_due(2, LONG_LEASE_MS, &[]).await.unwrap();
     assert_eq!(first.len(), 2, "claim_due honours its limit");
     let rest = claim_ids(&store, LONG_LEASE_MS).await;
     assert_eq!(rest.len(), 1);
@@ -93,7 +93,7 @@ async fn concurrent_claimers_never_share_a_delivery(db: Db) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = store.claim_due(2, LONG_LEASE_MS).await.unwrap();
+                let got = store.claim_due(2, LONG_LEASE_MS, &[]).await.unwrap();
                 if got.is_empty() {
                     return mine;
                 }
@@ -116,18 +116,18 @@ async fn concurrent_claimers_never_share_a_delivery(db: Db) {
 
 async fn next_due_at_follows_due_times_leases_and_order(db: Db) {
     let store = db.open().await;
-    assert_eq!(store.next_due_at().await.unwrap(), None);
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), None);
     let p = partner(&store).await;
     endpoint(&store, &p, None).await;
     let o = order(&store, &p).await;
     let received = event(&store, &o, EventName::PaymentReceived).await;
     let d1 = delivery_of(&store, &p, &received).await;
-    assert_eq!(store.next_due_at().await.unwrap(), Some(d1.next_attempt_at));
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(d1.next_attempt_at));
 
     // Leased: due when the lease runs out.
     let before = now_ms();
     assert_eq!(claim_ids(&store, LONG_LEASE_MS).await, vec![d1.id.clone()]);
-    let due = store.next_due_at().await.unwrap().unwrap();
+    let due = store.next_due_at(&[]).await.unwrap().unwrap();
     assert!(
         due >= before + LONG_LEASE_MS && due <= now_ms() + LONG_LEASE_MS,
         "next_due_at {due} is not the lease's end"
@@ -141,14 +141,14 @@ async fn next_due_at_follows_due_times_leases_and_order(db: Db) {
         .await
         .unwrap();
     event(&store, &o, EventName::CryptoTxSent).await;
-    assert_eq!(store.next_due_at().await.unwrap(), Some(later));
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(later));
 
     // Once the first is delivered, the second is due (now).
     store
         .record_attempts(&[attempt(&d1.id, Some(200), "delivered", later)])
         .await
         .unwrap();
-    let due = store.next_due_at().await.unwrap().unwrap();
+    let due = store.next_due_at(&[]).await.unwrap().unwrap();
     assert!(due <= now_ms(), "the unblocked delivery is due at {due}, after now");
     let d2 = claim(&store, LONG_LEASE_MS).await;
     assert_eq!(d2.len(), 1);
@@ -156,5 +156,5 @@ async fn next_due_at_follows_due_times_leases_and_order(db: Db) {
         .record_attempts(&[attempt(&d2[0].id, None, "failed", now_ms())])
         .await
         .unwrap();
-    assert_eq!(store.next_due_at().await.unwrap(), None, "nothing is pending");
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), None, "nothing is pending");
 }
