@@ -113,6 +113,13 @@ impl Store {
             query = query.bind(&row.6);
         }
         let targets: Vec<(String, String, String)> = query.fetch_all(&self.reader).await?;
+        let targets = targets
+            .into_iter()
+            .map(|(id, url, secret)| {
+                let secret = self.open_in("endpoints", "secret", &id, &secret)?;
+                Ok((id, url, secret))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(claimed
             .into_iter()
             .map(

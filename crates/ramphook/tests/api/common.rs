@@ -18,6 +18,9 @@ use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
+/// The master key of PostgreSQL test servers (SQLite ones use a key file
+/// generated beside their database).
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// Generates, for each named `async fn NAME(backend: Backend)`, the tests
 /// `NAME::sqlite` and `NAME::postgres`: one set of tests, both backends.
@@ -168,6 +171,9 @@ impl TestServer {
             ("RAMPHOOK_RETRY_SCHEDULE".into(), "0s,50ms,50ms".into()),
             ("RAMPHOOK_DELIVERY_TIMEOUT".into(), "2s".into()),
         ];
+        if backend == Backend::Postgres {
+            all.push(("RAMPHOOK_MASTER_KEY".into(), MASTER_KEY.into()));
+        }
         for (k, v) in env {
             all.retain(|(key, _)| key != k);
             if !v.is_empty() {
@@ -271,6 +277,19 @@ impl TestServer {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.base = address;
         self.child = Some(child);
+    }
+
+    /// Stops the server (SIGKILL) and starts it again on the same database
+    /// with `env` changed as in `start_with`.
+    pub async fn restart_with(&mut self, env: &[(&str, &str)]) {
+        self.kill().await;
+        for (k, v) in env {
+            self.env.retain(|(key, _)| key != k);
+            if !v.is_empty() {
+                self.env.push((k.to_string(), v.to_string()));
+            }
+        }
+        self.launch().await;
     }
 
     pub fn pid(&self) -> i32 {
