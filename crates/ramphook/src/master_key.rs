@@ -43,9 +43,11 @@ pub fn source(given: bool, file: Option<&Path>, database_url: &str) -> Result<Ke
         name.push(".key");
         return Ok(KeySource::BesideDatabase(PathBuf::from(name)));
     }
-    Err("a master key is required with PostgreSQL: set RAMPHOOK_MASTER_KEY (base64 of 32 bytes, e.g. from \
+    Err(
+        "a master key is required with PostgreSQL: set RAMPHOOK_MASTER_KEY (base64 of 32 bytes, e.g. from \
          `openssl rand -base64 32`) or RAMPHOOK_MASTER_KEY_FILE"
-        .into())
+            .into(),
+    )
 }
 
 /// The master key, reading or generating the key file as the settings say.

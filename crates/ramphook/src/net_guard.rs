@@ -188,7 +188,13 @@ mod tests {
         ] {
             assert!(!guard.permits(ip(bad)), "{bad} was permitted");
         }
-        for good in ["93.184.216.34", "1.1.1.1", "2606:4700::1111", "64:ff9b::5db8:d822", "2002:5db8:d822::1"] {
+        for good in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+        ] {
             assert!(guard.permits(ip(good)), "{good} was refused");
         }
     }

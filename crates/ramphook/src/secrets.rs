@@ -144,7 +144,10 @@ mod tests {
         let sealed = s.seal("endpoints.secret:ep_1", "a-partner-defined-secret-0001");
         assert!(sealed.starts_with("v1:"));
         assert!(!sealed.contains("a-partner-defined-secret-0001"));
-        assert_eq!(s.open("endpoints.secret:ep_1", &sealed).unwrap(), "a-partner-defined-secret-0001");
+        assert_eq!(
+            s.open("endpoints.secret:ep_1", &sealed).unwrap(),
+            "a-partner-defined-secret-0001"
+        );
         assert_eq!(s.open("ctx", &s.seal("ctx", "")).unwrap(), "");
     }
 
@@ -158,7 +161,10 @@ mod tests {
     fn another_key_another_row_or_an_altered_value_does_not_open() {
         let s = sealer();
         let sealed = s.seal("endpoints.secret:ep_1", "secret-value-0001");
-        assert_eq!(sealer().open("endpoints.secret:ep_1", &sealed), Err(OpenError::WrongKey));
+        assert_eq!(
+            sealer().open("endpoints.secret:ep_1", &sealed),
+            Err(OpenError::WrongKey)
+        );
         assert_eq!(s.open("endpoints.secret:ep_2", &sealed), Err(OpenError::WrongKey));
         let mut bytes = BASE64.decode(&sealed[3..]).unwrap();
         let last = bytes.len() - 1;
@@ -180,7 +186,9 @@ mod tests {
         assert!(MasterKey::from_base64(text.trim_end_matches('=')).is_ok());
         assert!(MasterKey::from_base64("").is_err());
         assert!(MasterKey::from_base64("not base64!").is_err());
-        assert!(MasterKey::from_base64(&BASE64.encode([7u8; 16])).unwrap_err().contains("16 bytes"));
+        assert!(MasterKey::from_base64(&BASE64.encode([7u8; 16]))
+            .unwrap_err()
+            .contains("16 bytes"));
         assert!(!format!("{key:?}").contains(&text));
     }
 }

@@ -98,8 +98,8 @@ impl Store {
             .await?;
             for (id, stored) in rows {
                 let ctx = context(table, column, &id);
-                let plain = plain_of(&ctx, &stored)
-                    .map_err(|e| StoreError::Other(format!("{table}.{column} of {id}: {e}")))?;
+                let plain =
+                    plain_of(&ctx, &stored).map_err(|e| StoreError::Other(format!("{table}.{column} of {id}: {e}")))?;
                 if let Some(plain) = plain {
                     sqlx::query(&format!("UPDATE {table} SET {column} = $1 WHERE {key} = $2"))
                         .bind(self.sealer.seal(&ctx, &plain))

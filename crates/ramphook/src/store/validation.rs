@@ -45,7 +45,10 @@ impl Store {
             .bind(now)
             .fetch_one(&self.writer)
             .await?;
-        Ok(ValidationRow { auth: row.auth, ..stored })
+        Ok(ValidationRow {
+            auth: row.auth,
+            ..stored
+        })
     }
 
     pub async fn get_validation(&self, partner_id: &str) -> StoreResult<Option<ValidationRow>> {

@@ -279,10 +279,12 @@ impl TestServer {
         self.child = Some(child);
     }
 
-    /// Stops the server (SIGKILL) and starts it again on the same database
+    /// Stops the server (SIGKILL) if it runs and starts it again on the same database
     /// with `env` changed as in `start_with`.
     pub async fn restart_with(&mut self, env: &[(&str, &str)]) {
-        self.kill().await;
+        if self.child.is_some() {
+            self.kill().await;
+        }
         for (k, v) in env {
             self.env.retain(|(key, _)| key != k);
             if !v.is_empty() {
