@@ -36,7 +36,8 @@ pub fn source(given: bool, file: Option<&Path>, database_url: &str) -> Result<Ke
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(database_url)
             .map_err(|e| format!("bad database URL (--database-url / RAMPHOOK_DATABASE_URL): {e}"))?;
         let db = options.get_filename();
-        if db.as_os_str().is_empty() || db.as_os_str() == ":memory:" {
+        let in_memory = database_url.contains(":memory:") || database_url.contains("mode=memory");
+        if in_memory || db.as_os_str().is_empty() {
             return Ok(KeySource::Ephemeral);
         }
         let mut name = db.as_os_str().to_owned();

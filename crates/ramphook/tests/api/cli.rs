@@ -170,14 +170,26 @@ fn sqlite_without_a_master_key_generates_a_private_key_file_beside_the_database(
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Once it listens, the key file is written and the warning logged.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("ramphook listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let listening = rx.recv_timeout(Duration::from_secs(10));
     let key = dir.path().join("ramphook.db.key");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !(key.exists() && std::fs::read_to_string(&key).is_ok_and(|k| k.ends_with('\n'))) {
-        assert!(Instant::now() < deadline, "no key file within 10s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
     child.kill().unwrap();
     let out = child.wait_with_output().unwrap();
+    assert!(
+        listening.is_ok(),
+        "the server started: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
     let stderr = String::from_utf8_lossy(&out.stderr);
