@@ -2,12 +2,16 @@
 //! into typed values so the rest of the code never sees a raw string.
 
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use ipnet::IpNet;
 
+use crate::api::rate_limit::{parse_rate, Rate};
 use crate::delivery::retry::RetrySchedule;
+use crate::secrets::MasterKey;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -23,11 +27,33 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the API, the delivery workers and the expiry scheduler.
-    Serve(ServeConfig),
+    Serve(Box<ServeConfig>),
     /// Check one received webhook: body signature and Standard Webhooks headers.
     Verify(crate::cli::verify::VerifyArgs),
     /// Receive webhooks and answer validation callbacks locally, checking signatures.
     Listen(crate::cli::listen::ListenArgs),
+    /// Re-seal every stored secret under a new master key, in one transaction.
+    Rekey(RekeyArgs),
+}
+
+/// `ramphook rekey`: the old key (as the server was started with) and the new one.
+#[derive(Debug, Clone, Args)]
+pub struct RekeyArgs {
+    /// Database URL, as given to `serve`.
+    #[arg(long, env = "RAMPHOOK_DATABASE_URL", default_value = "sqlite://ramphook.db")]
+    pub database_url: String,
+    /// The current master key (base64 of 32 bytes).
+    #[arg(long, value_parser = MasterKey::from_base64, conflicts_with = "old_key_file", required_unless_present = "old_key_file")]
+    pub old_key: Option<MasterKey>,
+    /// A file holding the current master key.
+    #[arg(long)]
+    pub old_key_file: Option<PathBuf>,
+    /// The new master key (base64 of 32 bytes).
+    #[arg(long, value_parser = MasterKey::from_base64, conflicts_with = "new_key_file", required_unless_present = "new_key_file")]
+    pub new_key: Option<MasterKey>,
+    /// A file holding the new master key.
+    #[arg(long)]
+    pub new_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -104,6 +130,29 @@ pub struct ServeConfig {
     /// the next start.
     #[arg(long, env = "RAMPHOOK_SHUTDOWN_GRACE", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Master key sealing secrets at rest (base64 of 32 bytes). Without it
+    /// (or --master-key-file), SQLite uses a key file beside the database,
+    /// generated if missing; PostgreSQL refuses to start.
+    #[arg(long, env = "RAMPHOOK_MASTER_KEY", hide_env_values = true, value_parser = MasterKey::from_base64, conflicts_with = "master_key_file")]
+    pub master_key: Option<MasterKey>,
+
+    /// A file holding the master key (base64 of 32 bytes).
+    #[arg(long, env = "RAMPHOOK_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+
+    /// Requests each partner API key may make: N/s, N/m or N/h, or off.
+    /// The admin token is not limited.
+    #[arg(long, env = "RAMPHOOK_RATE_LIMIT", default_value = "50/s", value_parser = parse_rate)]
+    pub rate_limit: Rate,
+
+    /// Requests a partner API key may make at once before the rate applies.
+    #[arg(long, env = "RAMPHOOK_RATE_LIMIT_BURST", default_value = "100")]
+    pub rate_limit_burst: NonZeroU32,
+
+    /// Webhook endpoints one partner may have.
+    #[arg(long, env = "RAMPHOOK_MAX_ENDPOINTS_PER_PARTNER", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_endpoints_per_partner: u32,
 }
 
 /// Parses `150ms`, `5s`, `5m`, `2h`, `1d`: a whole number and one suffix.
@@ -170,7 +219,13 @@ pub fn parse_cli() -> Cli {
                 .source()
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "not a valid value".into());
-            eprintln!("error: invalid value {value:?} for --{long}{env}: {reason}");
+            // A key or token, even a malformed one, is never echoed.
+            let value = if long.contains("key") || long.contains("token") {
+                String::from("(hidden)")
+            } else {
+                format!("{value:?}")
+            };
+            eprintln!("error: invalid value {value} for --{long}{env}: {reason}");
             std::process::exit(2);
         }
         Err(err) => err.exit(),
@@ -210,5 +265,8 @@ mod tests {
         assert_eq!(cfg.database_url, "sqlite://ramphook.db");
         assert_eq!(cfg.delivery_timeout, Duration::from_secs(15));
         assert_eq!(cfg.retry_schedule.delays().len(), 8);
+        assert_eq!(cfg.max_endpoints_per_partner, 20);
+        assert_eq!(cfg.rate_limit, parse_rate("50/s").unwrap());
+        assert!(cfg.master_key.is_none());
     }
 }

@@ -9,7 +9,9 @@ pub mod delivery;
 pub mod domain;
 pub mod expiry;
 pub mod maintenance;
+pub mod master_key;
 pub mod net_guard;
+pub mod secrets;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
@@ -33,9 +35,21 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         max_connections: config.database_max_connections,
         ..PoolSettings::default()
     };
-    let store = Store::open(&config.database_url, pool)
+    let key = master_key::load(
+        config.master_key.as_ref(),
+        config.master_key_file.as_deref(),
+        &config.database_url,
+    )?;
+    let store = Store::open(&config.database_url, pool, secrets::Sealer::new(&key))
         .await
         .map_err(|e| format!("cannot open the database (--database-url / RAMPHOOK_DATABASE_URL): {e}"))?;
+    let sealed = store
+        .seal_plaintext_secrets()
+        .await
+        .map_err(|e| format!("cannot read the stored secrets: {e}"))?;
+    if sealed > 0 {
+        tracing::info!(sealed, "sealed secrets stored in clear by an earlier version");
+    }
     if store.backend() == Backend::Sqlite {
         // One process per SQLite file: no lease found at start-up is alive.
         store.release_all_leases().await.map_err(|e| e.to_string())?;
@@ -100,7 +114,25 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         shutdown.clone(),
     ));
 
+    let rate_limiter = api::rate_limit::RateLimiter::new(config.rate_limit, config.rate_limit_burst);
+    if let Some(limiter) = rate_limiter.clone() {
+        let shutdown = shutdown.clone();
+        // Idle keys' buckets are dropped now and then, so memory stays bounded.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => limiter.shrink(),
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
     let state = api::AppState {
+        limits: api::Limits {
+            rate_limiter,
+            max_endpoints_per_partner: config.max_endpoints_per_partner,
+        },
         store: store.clone(),
         admin_token,
         guard,
@@ -123,6 +155,27 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     store.close().await;
     tracing::info!("ramphook stopped");
     Ok(())
+}
+
+/// `ramphook rekey`: re-seals every stored secret under the new key in one
+/// transaction; answers how many values were re-sealed.
+pub async fn rekey(args: config::RekeyArgs) -> Result<usize, String> {
+    let key = |given: Option<secrets::MasterKey>, file: Option<std::path::PathBuf>, flag: &str| match (given, file) {
+        (Some(key), _) => Ok(key),
+        (None, Some(path)) => master_key::read(&path).map_err(|e| format!("--{flag}-file: {e}")),
+        (None, None) => Err(format!("--{flag} or --{flag}-file is required")),
+    };
+    let old = key(args.old_key, args.old_key_file, "old-key")?;
+    let new = key(args.new_key, args.new_key_file, "new-key")?;
+    let store = Store::open(&args.database_url, PoolSettings::default(), secrets::Sealer::new(&new))
+        .await
+        .map_err(|e| format!("cannot open the database (--database-url / RAMPHOOK_DATABASE_URL): {e}"))?;
+    let count = store
+        .rekey(&secrets::Sealer::new(&old))
+        .await
+        .map_err(|e| format!("nothing was changed: {e}"));
+    store.close().await;
+    count
 }
 
 /// PostgreSQL: another instance's commit wakes this instance's dispatcher

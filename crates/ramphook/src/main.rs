@@ -9,11 +9,18 @@ async fn main() {
     match cli.command {
         Command::Serve(config) => {
             ramphook::telemetry::init_logging(config.log_format);
-            if let Err(err) = ramphook::serve(config).await {
+            if let Err(err) = ramphook::serve(*config).await {
                 eprintln!("error: {err}");
                 std::process::exit(1);
             }
         }
+        Command::Rekey(args) => match ramphook::rekey(args).await {
+            Ok(count) => println!("re-sealed {count} secrets under the new key; start ramphook with the new key now"),
+            Err(err) => {
+                eprintln!("error: {err}");
+                std::process::exit(1);
+            }
+        },
         Command::Verify(args) => std::process::exit(ramphook::cli::verify::run(&args)),
         Command::Listen(args) => {
             if let Err(err) = ramphook::cli::listen::run(args).await {

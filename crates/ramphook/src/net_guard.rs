@@ -28,10 +28,17 @@ impl NetGuard {
 
     /// Resolves `host` and keeps only permitted addresses. Errors name why.
     pub async fn resolve(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, GuardError> {
-        let found: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
-            .await
-            .map_err(|e| GuardError::Dns(e.to_string()))?
-            .collect();
+        // `name.` is the same host as `name`.
+        let host = host.strip_suffix('.').unwrap_or(host);
+        let found: Vec<SocketAddr> = if is_localhost_name(host) {
+            // RFC 6761: loopback by definition, whatever a resolver says.
+            vec![(Ipv4Addr::LOCALHOST, port).into(), (Ipv6Addr::LOCALHOST, port).into()]
+        } else {
+            tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| GuardError::Dns(e.to_string()))?
+                .collect()
+        };
         if found.is_empty() {
             return Err(GuardError::Dns(format!("{host} has no address")));
         }
@@ -81,6 +88,12 @@ pub enum GuardError {
     Refused(IpAddr),
 }
 
+/// `localhost` and every `*.localhost` name (any case).
+fn is_localhost_name(host: &str) -> bool {
+    let host = host.to_ascii_lowercase();
+    host == "localhost" || host.ends_with(".localhost")
+}
+
 /// IPv4-mapped IPv6 (`::ffff:127.0.0.1`) is treated as the IPv4 it carries.
 fn canonical(ip: IpAddr) -> IpAddr {
     match ip {
@@ -117,8 +130,22 @@ fn is_internal_v6(ip: Ipv6Addr) -> bool {
         || ip.is_multicast()
         || (first & 0xfe00) == 0xfc00 // unique local fc00::/7
         || (first & 0xffc0) == 0xfe80 // link local fe80::/10
-        || ip.to_ipv4().is_some_and(|v4| is_internal_v4(v4) && ip.segments()[..6] == [0; 6])
-    // ::a.b.c.d
+        || ip.to_ipv4().is_some_and(|v4| is_internal_v4(v4) && ip.segments()[..6] == [0; 6]) // ::a.b.c.d
+        || embedded_v4(ip).is_some_and(is_internal_v4)
+}
+
+/// The IPv4 address carried by a NAT64 (`64:ff9b::/96`) or 6to4
+/// (`2002::/16`) address: a gateway would forward to it.
+fn embedded_v4(ip: Ipv6Addr) -> Option<Ipv4Addr> {
+    let s = ip.segments();
+    let o = ip.octets();
+    if s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        Some(Ipv4Addr::new(o[12], o[13], o[14], o[15]))
+    } else if s[0] == 0x2002 {
+        Some(Ipv4Addr::new(o[2], o[3], o[4], o[5]))
+    } else {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -149,10 +176,25 @@ mod tests {
             "ff02::1",
             "::ffff:127.0.0.1",
             "::ffff:10.0.0.1",
+            "::127.0.0.1",
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::1",
+            "2002:a9fe:a9fe::",
+            "fd00:ec2::254",
+            "100.100.100.200",
+            "240.0.0.1",
+            "198.18.0.1",
         ] {
             assert!(!guard.permits(ip(bad)), "{bad} was permitted");
         }
-        for good in ["93.184.216.34", "1.1.1.1", "2606:4700::1111"] {
+        for good in [
+            "93.184.216.34",
+            "1.1.1.1",
+            "2606:4700::1111",
+            "64:ff9b::5db8:d822",
+            "2002:5db8:d822::1",
+        ] {
             assert!(guard.permits(ip(good)), "{good} was refused");
         }
     }

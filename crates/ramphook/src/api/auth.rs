@@ -59,7 +59,13 @@ impl FromRequestParts<AppState> for Caller {
         // Looked up by hash: the comparison happens on a digest of a
         // high-entropy key, so its timing reveals nothing useful.
         match state.store.partner_by_key_hash(&hash_api_key(token)).await? {
-            Some(partner_id) => Ok(Caller::Partner(partner_id)),
+            Some(partner_id) => {
+                // Per key (one per partner); the admin token is not limited.
+                if let Some(limiter) = &state.limits.rate_limiter {
+                    limiter.check(&partner_id).map_err(ApiError::rate_limited)?;
+                }
+                Ok(Caller::Partner(partner_id))
+            }
             None => Err(ApiError::unauthorized()),
         }
     }

@@ -184,17 +184,26 @@ pub async fn create(
     let secret = check_secret(input.secret)?;
     check_event_types(&input.event_types)?;
     check_description(&input.description)?;
+    let max = state.limits.max_endpoints_per_partner;
     let row = state
         .store
-        .create_endpoint(NewEndpoint {
-            id: new_id("ep"),
-            partner_id: pid,
-            url,
-            secret,
-            event_types: input.event_types,
-            description: input.description,
-        })
-        .await?;
+        .create_endpoint(
+            NewEndpoint {
+                id: new_id("ep"),
+                partner_id: pid,
+                url,
+                secret,
+                event_types: input.event_types,
+                description: input.description,
+            },
+            max,
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "this partner already has {max} endpoints, the most allowed (RAMPHOOK_MAX_ENDPOINTS_PER_PARTNER); delete one first"
+            ))
+        })?;
     Ok((StatusCode::CREATED, Json(EndpointView::from_row(row, true))))
 }
 

@@ -66,23 +66,21 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
             "the request body is empty; a JSON object is expected",
         ));
     }
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
-        use serde_json::error::Category;
-        let path = e.path().to_string();
-        let inner = e.inner();
-        match inner.classify() {
-            Category::Syntax | Category::Eof | Category::Io => {
-                ApiError::bad_request(format!("malformed JSON: {inner}"))
-            }
-            Category::Data if path == "." => ApiError::invalid(inner.to_string()),
-            Category::Data => ApiError::invalid(format!("{path}: {inner}")),
-        }
-    })?;
-    deserializer
-        .end()
+    // Syntax first, over the whole body: a typed pass alone would stop at
+    // the first value of the wrong type (`0:` is 422 to it) or call an
+    // extra array element a syntax error.
+    serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
         .map_err(|e| ApiError::bad_request(format!("malformed JSON: {e}")))?;
-    Ok(value)
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            ApiError::invalid(inner.to_string())
+        } else {
+            ApiError::invalid(format!("{path}: {inner}"))
+        }
+    })
 }
 
 /// `?limit=&cursor=` of every list.
@@ -144,15 +142,19 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let Some(value) = parts.headers.get("idempotency-key") else {
             return Ok(Self(None));
         };
-        let text = value
-            .to_str()
-            .ok()
-            .filter(|t| !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| (0x21..0x7f).contains(&b)))
-            .ok_or_else(|| {
-                ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces")
-            })?;
-        Ok(Self(Some(text.to_owned())))
+        let text = parse_idempotency_key(value.as_bytes())?;
+        Ok(Self(Some(text)))
     }
+}
+
+/// Checks an `Idempotency-Key` header's bytes: 1 to 255 printable ASCII
+/// characters without spaces.
+pub fn parse_idempotency_key(value: &[u8]) -> Result<String, ApiError> {
+    std::str::from_utf8(value)
+        .ok()
+        .filter(|t| !t.is_empty() && t.len() <= 255 && t.bytes().all(|b| (0x21..0x7f).contains(&b)))
+        .map(str::to_owned)
+        .ok_or_else(|| ApiError::invalid("Idempotency-Key must be 1 to 255 printable ASCII characters without spaces"))
 }
 
 /// Path parameters; a malformed one answers a problem, not plain text.

@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod ops;
 pub mod orders;
 pub mod partners;
+pub mod rate_limit;
 pub mod validation;
 
 use std::sync::Arc;
@@ -40,6 +41,15 @@ pub struct AppState {
     pub new_order: Arc<Notify>,
     pub metrics: PrometheusHandle,
     pub validator: Validator,
+    pub limits: Limits,
+}
+
+/// Per-partner limits (RAMPHOOK_RATE_LIMIT, RAMPHOOK_MAX_ENDPOINTS_PER_PARTNER).
+#[derive(Clone)]
+pub struct Limits {
+    /// `None` when rate limiting is off.
+    pub rate_limiter: Option<rate_limit::RateLimiter>,
+    pub max_endpoints_per_partner: u32,
 }
 
 pub fn router(state: AppState, max_body_bytes: usize) -> Router {

@@ -184,7 +184,7 @@ fn check_short_text(field: &str, value: &Option<String>, max: usize) -> ApiResul
 }
 
 #[utoipa::path(post, operation_id = "createOrder", path = "/v1/orders", request_body = CreateOrder, tag = "orders",
-    params(("Idempotency-Key" = Option<String>, Header)),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 printable ASCII characters without spaces")),
     responses((status = 201, body = OrderView), (status = 403, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
 pub async fn create(
     State(state): State<AppState>,
@@ -271,7 +271,7 @@ pub async fn get(State(state): State<AppState>, caller: Caller, Path(id): Path<S
 }
 
 #[utoipa::path(post, operation_id = "appendEvent", path = "/v1/orders/{id}/events", request_body = AppendEvent, tag = "orders",
-    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header)),
+    params(("id" = String, Path), ("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,255}$", description = "1 to 255 printable ASCII characters without spaces")),
     responses((status = 201, body = EventCreated), (status = 404, body = super::error::Problem),
         (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
 pub async fn append_event(

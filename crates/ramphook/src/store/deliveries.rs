@@ -150,20 +150,17 @@ impl Store {
             query = query.bind(&row.6);
         }
         let endpoints: Vec<TargetRow> = query.fetch_all(&self.reader).await?;
-        let target_of = |endpoint_id: &str| {
-            endpoints.iter().find(|e| e.id == endpoint_id).map(|e| {
-                let mut secrets = vec![e.secret.clone()];
-                if let (Some(previous), Some(until)) = (&e.previous_secret, e.previous_secret_expires_at) {
-                    if until > now {
-                        secrets.push(previous.clone());
-                    }
+        let mut targets = Vec::with_capacity(endpoints.len());
+        for e in endpoints {
+            let mut secrets = vec![self.open_in("endpoints", "secret", &e.id, &e.secret)?];
+            if let (Some(previous), Some(until)) = (&e.previous_secret, e.previous_secret_expires_at) {
+                if until > now {
+                    secrets.push(self.open_in("endpoints", "previous_secret", &e.id, previous)?);
                 }
-                Target {
-                    url: e.url.clone(),
-                    secrets,
-                }
-            })
-        };
+            }
+            targets.push((e.id, Target { url: e.url, secrets }));
+        }
+        let target_of = |endpoint_id: &str| targets.iter().find(|(id, _)| id == endpoint_id).map(|(_, t)| t.clone());
         Ok(claimed
             .into_iter()
             .map(

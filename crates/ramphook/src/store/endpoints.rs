@@ -1,6 +1,6 @@
 //! Webhook endpoints: where a partner's events go and with which secret.
 
-use super::{Page, Store, StoreResult};
+use super::{Backend, Page, Store, StoreResult};
 use crate::domain::time::now_ms;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -75,32 +75,60 @@ fn to_json(types: &Option<Vec<String>>) -> Option<String> {
 }
 
 impl Store {
-    pub async fn create_endpoint(&self, new: NewEndpoint) -> StoreResult<EndpointRow> {
+    /// Creates the endpoint unless the partner already has `max_per_partner`
+    /// (then `None`, and nothing is written). The count and the insert run
+    /// in one transaction, serialised per partner, so a race cannot pass the cap.
+    pub async fn create_endpoint(&self, new: NewEndpoint, max_per_partner: u32) -> StoreResult<Option<EndpointRow>> {
         let now = now_ms();
+        let mut tx = self.writer.begin().await?;
+        if self.backend == Backend::Postgres {
+            // SQLite has one writer; on PostgreSQL the partner row is the lock.
+            sqlx::query("SELECT id FROM partners WHERE id = $1 FOR UPDATE")
+                .bind(&new.partner_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM endpoints WHERE partner_id = $1")
+            .bind(&new.partner_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if count >= max_per_partner as i64 {
+            return Ok(None);
+        }
         let sql = format!(
             "INSERT INTO endpoints (id, partner_id, url, secret, event_types, description, enabled, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, 1, $7, $8) RETURNING {COLUMNS}"
         );
-        Ok(sqlx::query_as(&sql)
+        let mut row: EndpointRow = sqlx::query_as(&sql)
             .bind(&new.id)
             .bind(&new.partner_id)
             .bind(&new.url)
-            .bind(&new.secret)
+            .bind(self.seal_in("endpoints", "secret", &new.id, &new.secret))
             .bind(to_json(&new.event_types))
             .bind(&new.description)
             .bind(now)
             .bind(now)
-            .fetch_one(&self.writer)
-            .await?)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        row.secret = new.secret;
+        Ok(Some(row))
+    }
+
+    /// The row with its secret opened.
+    fn opened(&self, mut row: EndpointRow) -> StoreResult<EndpointRow> {
+        row.secret = self.open_in("endpoints", "secret", &row.id, &row.secret)?;
+        Ok(row)
     }
 
     pub async fn get_endpoint(&self, partner_id: &str, id: &str) -> StoreResult<Option<EndpointRow>> {
         let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = $1 AND partner_id = $2");
-        Ok(sqlx::query_as(&sql)
+        let row: Option<EndpointRow> = sqlx::query_as(&sql)
             .bind(id)
             .bind(partner_id)
             .fetch_optional(&self.reader)
-            .await?)
+            .await?;
+        row.map(|r| self.opened(r)).transpose()
     }
 
     pub async fn list_endpoints(
@@ -116,6 +144,7 @@ impl Store {
             .bind(limit as i64 + 1)
             .fetch_all(&self.reader)
             .await?;
+        let rows = rows.into_iter().map(|r| self.opened(r)).collect::<StoreResult<_>>()?;
         Ok(Page::from_overfetch(rows, limit, |r| r.seq))
     }
 
@@ -166,7 +195,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(Some(row))
+        self.opened(row).map(Some)
     }
 
     /// Deletes the endpoint; its pending deliveries end as `failed`.
@@ -197,23 +226,43 @@ impl Store {
         new_secret: &str,
         keep_previous_ms: i64,
     ) -> StoreResult<Option<EndpointRow>> {
+        let mut tx = self.writer.begin().await?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT secret FROM endpoints WHERE id = $1 AND partner_id = $2")
+                .bind(id)
+                .bind(partner_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current) = current else { return Ok(None) };
+        // Each column's value is sealed for that column and row.
+        let previous = match keep_previous_ms {
+            0 => None,
+            _ => Some(self.seal_in(
+                "endpoints",
+                "previous_secret",
+                id,
+                &self.open_in("endpoints", "secret", id, &current)?,
+            )),
+        };
         let now = now_ms();
         let sql = format!(
-            "UPDATE endpoints SET
-                 previous_secret = CASE WHEN $1 > 0 THEN secret ELSE NULL END,
-                 previous_secret_expires_at = CASE WHEN $1 > 0 THEN $2 + $1 ELSE NULL END,
-                 secret = $3, updated_at = $2
-             WHERE id = $4 AND partner_id = $5
-             RETURNING {COLUMNS}"
+            "UPDATE endpoints SET previous_secret = $1, previous_secret_expires_at = $2, secret = $3, updated_at = $4
+             WHERE id = $5 RETURNING {COLUMNS}"
         );
-        Ok(sqlx::query_as(&sql)
-            .bind(keep_previous_ms)
+        let row: EndpointRow = sqlx::query_as(&sql)
+            .bind(&previous)
+            .bind(previous.as_ref().map(|_| now + keep_previous_ms))
+            .bind(self.seal_in("endpoints", "secret", id, new_secret))
             .bind(now)
-            .bind(new_secret)
             .bind(id)
-            .bind(partner_id)
-            .fetch_optional(&self.writer)
-            .await?)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(Some(EndpointRow {
+            secret: new_secret.to_owned(),
+            previous_secret: None,
+            ..row
+        }))
     }
 
     /// Disables an endpoint at once (e.g. it answered 410 Gone).

@@ -13,6 +13,7 @@ mod deliveries;
 mod endpoints;
 mod orders;
 mod partners;
+mod secrets;
 mod validation;
 
 use std::str::FromStr;
@@ -23,6 +24,8 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::AnyPool;
 use sqlx::{Any, Executor};
+
+use crate::secrets::Sealer;
 
 pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
 pub use endpoints::{DisabledEndpoint, EndpointPatch, EndpointRow, NewEndpoint};
@@ -131,17 +134,21 @@ pub struct Store {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    /// Seals secrets on the way in and opens them on the way out, so the
+    /// rest of the code sees plaintext and the database never does.
+    sealer: Sealer,
 }
 
 impl Store {
     /// Opens the database named by `url` (`sqlite://PATH`, created if
     /// missing, or `postgres://…`) and runs that backend's migrations.
-    pub async fn open(url: &str, settings: PoolSettings) -> StoreResult<Self> {
+    /// Secrets are sealed under `sealer`'s master key.
+    pub async fn open(url: &str, settings: PoolSettings, sealer: Sealer) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         if url.starts_with("sqlite:") {
-            Self::open_sqlite(url, settings).await
+            Self::open_sqlite(url, settings, sealer).await
         } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
-            Self::open_postgres(url, settings).await
+            Self::open_postgres(url, settings, sealer).await
         } else {
             Err(StoreError::Other(format!(
                 "unsupported database URL {url:?}: use sqlite://PATH or postgres://…"
@@ -149,7 +156,7 @@ impl Store {
         }
     }
 
-    async fn open_sqlite(url: &str, settings: PoolSettings) -> StoreResult<Self> {
+    async fn open_sqlite(url: &str, settings: PoolSettings, sealer: Sealer) -> StoreResult<Self> {
         // Create the file, set WAL (a property of the file) and migrate with
         // the native driver; then serve through `Any` pools.
         let options = SqliteConnectOptions::from_str(url)
@@ -185,10 +192,11 @@ impl Store {
             backend: Backend::Sqlite,
             writer,
             reader,
+            sealer,
         })
     }
 
-    async fn open_postgres(url: &str, settings: PoolSettings) -> StoreResult<Self> {
+    async fn open_postgres(url: &str, settings: PoolSettings, sealer: Sealer) -> StoreResult<Self> {
         let options =
             PgConnectOptions::from_str(url).map_err(|e| StoreError::Other(format!("bad database URL: {e}")))?;
         let native = PgPoolOptions::new()
@@ -210,6 +218,7 @@ impl Store {
             backend: Backend::Postgres,
             writer: pool.clone(),
             reader: pool,
+            sealer,
         })
     }
 

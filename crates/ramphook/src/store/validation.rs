@@ -9,7 +9,8 @@ pub struct ValidationRow {
     pub partner_id: String,
     pub id: String,
     pub url: String,
-    /// JSON of `validation::Auth`, credentials included.
+    /// JSON of `validation::Auth`, credentials included (sealed in the
+    /// database, in clear here).
     pub auth: String,
     pub timeout_ms: i64,
     pub on_error: String,
@@ -32,26 +33,35 @@ impl Store {
                  cache_ttl_seconds = excluded.cache_ttl_seconds, updated_at = excluded.updated_at
              RETURNING {COLUMNS}"
         );
-        Ok(sqlx::query_as(&sql)
+        let stored: ValidationRow = sqlx::query_as(&sql)
             .bind(&row.partner_id)
             .bind(&row.id)
             .bind(&row.url)
-            .bind(&row.auth)
+            .bind(self.seal_in("validation_configs", "auth", &row.partner_id, &row.auth))
             .bind(row.timeout_ms)
             .bind(&row.on_error)
             .bind(row.cache_ttl_seconds)
             .bind(now)
             .bind(now)
             .fetch_one(&self.writer)
-            .await?)
+            .await?;
+        Ok(ValidationRow {
+            auth: row.auth,
+            ..stored
+        })
     }
 
     pub async fn get_validation(&self, partner_id: &str) -> StoreResult<Option<ValidationRow>> {
         let sql = format!("SELECT {COLUMNS} FROM validation_configs WHERE partner_id = $1");
-        Ok(sqlx::query_as(&sql)
+        let row: Option<ValidationRow> = sqlx::query_as(&sql)
             .bind(partner_id)
             .fetch_optional(&self.reader)
-            .await?)
+            .await?;
+        row.map(|mut r| {
+            r.auth = self.open_in("validation_configs", "auth", &r.partner_id, &r.auth)?;
+            Ok(r)
+        })
+        .transpose()
     }
 
     /// Removes the configuration; `false` if there was none.

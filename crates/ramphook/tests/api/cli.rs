@@ -117,3 +117,87 @@ async fn an_unset_admin_token_is_generated_printed_and_works() {
         .unwrap();
     assert_eq!(wrong.status(), 401);
 }
+
+#[test]
+fn bad_limits_and_master_keys_name_their_settings_and_never_echo_a_key() {
+    let out = ramphook(&["serve"], &[("RAMPHOOK_RATE_LIMIT", "fast")]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr.contains("RAMPHOOK_RATE_LIMIT") && stderr.contains("fast"),
+        "{stderr}"
+    );
+
+    let out = ramphook(&["serve"], &[("RAMPHOOK_MAX_ENDPOINTS_PER_PARTNER", "0")]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("RAMPHOOK_MAX_ENDPOINTS_PER_PARTNER"), "{stderr}");
+
+    let out = ramphook(&["serve"], &[("RAMPHOOK_MASTER_KEY", "short-SECRET-key")]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(stderr.contains("RAMPHOOK_MASTER_KEY"), "{stderr}");
+    assert!(!stderr.contains("SECRET"), "the key is not echoed: {stderr}");
+}
+
+#[test]
+fn postgres_without_a_master_key_refuses_to_start_with_one_line() {
+    let out = ramphook(
+        &["serve"],
+        &[("RAMPHOOK_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")],
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("RAMPHOOK_MASTER_KEY") && stderr.contains("PostgreSQL"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn sqlite_without_a_master_key_generates_a_private_key_file_beside_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("ramphook.db");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ramphook"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+        .arg(format!("sqlite://{}", db.display()))
+        .env_remove("RAMPHOOK_MASTER_KEY")
+        .env_remove("RAMPHOOK_MASTER_KEY_FILE")
+        .env("RAMPHOOK_ADMIN_TOKEN", "test-admin-token-0123456789")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once it listens, the key file is written and the warning logged.
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("ramphook listening on") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    let listening = rx.recv_timeout(Duration::from_secs(10));
+    let key = dir.path().join("ramphook.db.key");
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        listening.is_ok(),
+        "the server started: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("generated") && stderr.contains("ramphook.db.key"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(ramphook::secrets::MasterKey::from_base64(&text).is_ok());
+    assert!(!stderr.contains(text.trim()), "the key is not logged");
+}

@@ -20,6 +20,9 @@ use tokio::sync::Notify;
 use crate::pg::PostgresDatabase;
 
 pub const ADMIN: &str = "test-admin-token-0123456789";
+/// The master key of PostgreSQL test servers (SQLite ones use a key file
+/// generated beside their database).
+pub const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// Generates, for each named `async fn NAME(backend: Backend)`, the tests
 /// `NAME::sqlite` and `NAME::postgres`: one set of tests, both backends.
@@ -103,6 +106,9 @@ impl TestServer {
             ("RAMPHOOK_DELIVERY_TIMEOUT".into(), "2s".into()),
             ("RAMPHOOK_THROTTLE_BACKOFF".into(), "50ms".into()),
         ];
+        if backend == Backend::Postgres {
+            all.push(("RAMPHOOK_MASTER_KEY".into(), MASTER_KEY.into()));
+        }
         for (k, v) in env {
             all.retain(|(key, _)| key != k);
             if !v.is_empty() {
@@ -206,6 +212,21 @@ impl TestServer {
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         self.base = address;
         self.child = Some(child);
+    }
+
+    /// Stops the server (SIGKILL) if it runs and starts it again on the same database
+    /// with `env` changed as in `start_with`.
+    pub async fn restart_with(&mut self, env: &[(&str, &str)]) {
+        if self.child.is_some() {
+            self.kill().await;
+        }
+        for (k, v) in env {
+            self.env.retain(|(key, _)| key != k);
+            if !v.is_empty() {
+                self.env.push((k.to_string(), v.to_string()));
+            }
+        }
+        self.launch().await;
     }
 
     pub fn pid(&self) -> i32 {

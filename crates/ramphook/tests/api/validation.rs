@@ -289,7 +289,17 @@ async fn every_auth_type_reaches_the_partner_with_its_credentials_and_none_is_lo
         log.contains("validation callback failed"),
         "the log was written:\n{log}"
     );
-    for secret in [BEARER, PASSWORD, HEADER_VALUE, HMAC, CLIENT_SECRET, ISSUED, "SECRET"] {
+    // Endpoint secrets and API keys: tests/api/secrecy.rs, over a full flow.
+    for secret in [
+        BEARER,
+        PASSWORD,
+        HEADER_VALUE,
+        HMAC,
+        CLIENT_SECRET,
+        ISSUED,
+        "SECRET",
+        crate::common::ADMIN,
+    ] {
         assert!(!log.contains(secret), "the log holds {secret}:\n{log}");
     }
 }

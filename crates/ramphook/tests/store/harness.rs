@@ -71,7 +71,11 @@ impl Db {
     /// A `Store` on this database (migrated on first open). Several may be
     /// open at once on PostgreSQL, like several `ramphook serve` instances.
     pub async fn open(&self) -> Store {
-        Store::open(&self.url, PoolSettings::default()).await.unwrap()
+        // One fixed master key: every Store on a database must share it.
+        let key = ramphook::secrets::MasterKey::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap();
+        Store::open(&self.url, PoolSettings::default(), ramphook::secrets::Sealer::new(&key))
+            .await
+            .unwrap()
     }
 
     /// The stores concurrent tasks use: two instances on PostgreSQL, one
@@ -108,16 +112,20 @@ pub async fn partner(store: &Store) -> String {
 pub async fn endpoint(store: &Store, partner: &str, types: Option<&[&str]>) -> String {
     let id = new_id("ep");
     store
-        .create_endpoint(NewEndpoint {
-            id: id.clone(),
-            partner_id: partner.to_owned(),
-            url: format!("http://127.0.0.1:9/{id}"),
-            secret: format!("secret-of-{id}"),
-            event_types: types.map(|t| t.iter().map(|s| s.to_string()).collect()),
-            description: None,
-        })
+        .create_endpoint(
+            NewEndpoint {
+                id: id.clone(),
+                partner_id: partner.to_owned(),
+                url: format!("http://127.0.0.1:9/{id}"),
+                secret: format!("secret-of-{id}"),
+                event_types: types.map(|t| t.iter().map(|s| s.to_string()).collect()),
+                description: None,
+            },
+            1000,
+        )
         .await
-        .unwrap();
+        .unwrap()
+        .expect("below the endpoint cap");
     id
 }
 
