@@ -29,7 +29,12 @@ impl Api {
     }
 
     /// Sends `method path` with a JSON body; answers (status, parsed body).
-    pub async fn call(&self, method: reqwest::Method, path: &str, body: Option<&Value>) -> Result<(u16, Value), String> {
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
         let mut request = self
             .client
             .request(method, format!("{}{path}", self.base))

@@ -82,8 +82,13 @@ pub async fn create_orders(
     let created: Arc<Mutex<Vec<(u64, Order)>>> = Arc::new(Mutex::new(Vec::with_capacity(count as usize)));
     let mut tasks = Vec::new();
     for _ in 0..concurrency.max(1) {
-        let (api, next, failed, created, progress) =
-            (api.clone(), next.clone(), failed.clone(), created.clone(), progress.clone());
+        let (api, next, failed, created, progress) = (
+            api.clone(),
+            next.clone(),
+            failed.clone(),
+            created.clone(),
+            progress.clone(),
+        );
         let partners = partners.to_vec();
         tasks.push(tokio::spawn(async move {
             loop {
@@ -155,7 +160,10 @@ pub async fn drive(
             'rounds: for step in ON_RAMP_STEPS.iter().take(steps) {
                 for &index in &mine {
                     let k = slots.fetch_add(1, Ordering::Relaxed);
-                    if k >= max_events || start.elapsed() >= options.deadline || errors.load(Ordering::Relaxed) >= MAX_ERRORS {
+                    if k >= max_events
+                        || start.elapsed() >= options.deadline
+                        || errors.load(Ordering::Relaxed) >= MAX_ERRORS
+                    {
                         break 'rounds;
                     }
                     if let Some(rate) = options.rate {

@@ -142,12 +142,18 @@ pub fn render_table(r: &Results) -> String {
         ),
     );
     if let Some(w) = &r.warmup_orders {
-        row("warm-up orders", format!("{} in {:.2} s = {:.1}/s", w.count, w.seconds, w.per_sec));
+        row(
+            "warm-up orders",
+            format!("{} in {:.2} s = {:.1}/s", w.count, w.seconds, w.per_sec),
+        );
     }
     if let Some(i) = &r.ingest {
         row(
             "API ingest (events accepted)",
-            format!("{} in {:.2} s = {:.1}/s, {} errors", i.count, i.seconds, i.per_sec, r.ingest_errors),
+            format!(
+                "{} in {:.2} s = {:.1}/s, {} errors",
+                i.count, i.seconds, i.per_sec, r.ingest_errors
+            ),
         );
     }
     if let Some(a) = &r.api_latency {
@@ -238,7 +244,10 @@ mod tests {
         assert!(table.contains("single (smoke)"), "{table}");
         assert!(table.contains("1000 in 2.00 s = 500.0/s, 0 errors"), "{table}");
         assert!(table.contains("1000 of 1000 in 2.50 s = 400.0/s"), "{table}");
-        assert!(table.contains("p50 1.50 / p95 3.00 / p99 4.25 / max 9.00 ms (n=1000)"), "{table}");
+        assert!(
+            table.contains("p50 1.50 / p95 3.00 / p99 4.25 / max 9.00 ms (n=1000)"),
+            "{table}"
+        );
         assert!(table.contains("1200 ms per 1,000 deliveries"), "{table}");
         // Values line up in one column.
         let columns: Vec<usize> = table

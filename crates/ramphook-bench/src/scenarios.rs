@@ -50,7 +50,7 @@ struct Target {
 async fn start_server(args: &Args, extra_env: &[(&str, String)]) -> Result<Target, String> {
     if let Some(url) = &args.url {
         let token = args.admin_token.as_deref().unwrap_or_default();
-        let server = Server::attach(url, token, args.server_pid);
+        let server = Server::attach(url, args.server_pid);
         let api = Api::new(&server.base, token, args.concurrency);
         return Ok(Target {
             server,
@@ -114,7 +114,11 @@ fn base_results(args: &Args) -> Results {
     config.insert("steps_per_order".into(), json!(args.steps));
     config.insert(
         "server".into(),
-        json!(if args.url.is_some() { "attached (--url)" } else { "spawned" }),
+        json!(if args.url.is_some() {
+            "attached (--url)"
+        } else {
+            "spawned"
+        }),
     );
     config.insert("delivery_timeout".into(), json!(args.delivery_timeout));
     config.insert("max_in_flight".into(), json!(args.max_in_flight));
@@ -273,8 +277,12 @@ async fn load(args: &Args) -> Result<Results, String> {
     let requests = counts.healthy + counts.slow + counts.hung;
     results.server = server_use(before, after, requests);
     if args.scenario == Scenario::SlowNeighbour {
-        results.extra.insert("slow_endpoint_requests".into(), json!(counts.slow));
-        results.extra.insert("hung_endpoint_requests".into(), json!(counts.hung));
+        results
+            .extra
+            .insert("slow_endpoint_requests".into(), json!(counts.slow));
+        results
+            .extra
+            .insert("hung_endpoint_requests".into(), json!(counts.hung));
     }
     if results.server.is_some() && requests != arrivals {
         results.notes.push(format!(
@@ -288,14 +296,18 @@ async fn load(args: &Args) -> Result<Results, String> {
             args.drain_timeout.as_secs_f64()
         ));
     }
-    results.notes.push(
-        "server CPU covers the measured phase: the API calls and the deliveries they cause".into(),
-    );
+    results
+        .notes
+        .push("server CPU covers the measured phase: the API calls and the deliveries they cause".into());
     if let Some(path) = svg_path(args) {
         let title = format!("ramphook {}: 201 → arrival", args.scenario.name());
         match crate::plot::write_svg(&path, &title, &histogram) {
-            Ok(()) => results.extra.insert("histogram_svg".into(), json!(path.display().to_string())),
-            Err(e) => results.extra.insert("histogram_svg".into(), json!(format!("not written: {e}"))),
+            Ok(()) => results
+                .extra
+                .insert("histogram_svg".into(), json!(path.display().to_string())),
+            Err(e) => results
+                .extra
+                .insert("histogram_svg".into(), json!(format!("not written: {e}"))),
         };
     }
     target.server.stop(Duration::from_secs(20)).await;
@@ -344,8 +356,7 @@ async fn backlog(args: &Args) -> Result<Results, String> {
 
     let setup_start = Instant::now();
     let warmup = bar(events, "orders");
-    let orders =
-        driver::create_orders(&api, &[(partner.clone(), 0)], events, args.concurrency, &warmup).await?;
+    let orders = driver::create_orders(&api, &[(partner.clone(), 0)], events, args.concurrency, &warmup).await?;
     warmup.finish();
     results.warmup_orders = Some(Rate::new(orders.len() as u64, setup_start.elapsed().as_secs_f64()));
     let progress = bar(events, "events");
@@ -370,16 +381,21 @@ async fn backlog(args: &Args) -> Result<Results, String> {
     results.api_latency = LatencySummary::from_histogram(&stats.api_micros);
     let expected = expected.min(stats.accepted * u64::from(endpoints));
     results.extra.insert("pending_deliveries_built".into(), json!(expected));
-    results
-        .extra
-        .insert("setup_seconds".into(), json!(report::round3(setup_start.elapsed().as_secs_f64())));
+    results.extra.insert(
+        "setup_seconds".into(),
+        json!(report::round3(setup_start.elapsed().as_secs_f64())),
+    );
 
     target.server.stop(Duration::from_secs(60)).await;
     let db_path = target
         .spawn
         .as_ref()
         .and_then(|s| s.database_url.strip_prefix("sqlite://").map(PathBuf::from));
-    if let Some(size) = db_path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map(|m| m.len()) {
+    if let Some(size) = db_path
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+    {
         results
             .extra
             .insert("db_file_mib".into(), json!(report::round3(size as f64 / 1048576.0)));
@@ -413,7 +429,10 @@ async fn backlog(args: &Args) -> Result<Results, String> {
     let after = server.sample();
     let delivered = receiver.counts().healthy;
     let (first, last) = receiver.arrival_window().unwrap_or((restart, restart));
-    results.deliveries = Some(Rate::new(delivered, last.saturating_duration_since(restart).as_secs_f64()));
+    results.deliveries = Some(Rate::new(
+        delivered,
+        last.saturating_duration_since(restart).as_secs_f64(),
+    ));
     results.deliveries_expected = expected;
     results.extra.insert(
         "restart_to_listening_ms".into(),
@@ -421,7 +440,9 @@ async fn backlog(args: &Args) -> Result<Results, String> {
     );
     results.extra.insert(
         "restart_to_first_delivery_ms".into(),
-        json!(report::round3(first.saturating_duration_since(restart).as_secs_f64() * 1000.0)),
+        json!(report::round3(
+            first.saturating_duration_since(restart).as_secs_f64() * 1000.0
+        )),
     );
     let zero = ProcSample {
         cpu_seconds: 0.0,
@@ -455,14 +476,21 @@ async fn receiver_ceiling(args: &Args) -> Result<Results, String> {
     let any: SocketAddr = "127.0.0.1:0".parse().expect("static address");
     let receiver = Receiver::start(any, Some(tracker.clone()), Behaviour::default()).await?;
     let bench_before = ProcSample::read_self();
-    let (requests, elapsed) =
-        crate::ceiling::run(receiver.addr, args.concurrency, args.duration.min(Duration::from_secs(60)), tracker.clone())
-            .await?;
+    let (requests, elapsed) = crate::ceiling::run(
+        receiver.addr,
+        args.concurrency,
+        args.duration.min(Duration::from_secs(60)),
+        tracker.clone(),
+    )
+    .await?;
     results.bench_cpu_seconds = bench_cpu(bench_before);
     results.deliveries = Some(Rate::new(requests, elapsed.as_secs_f64()));
     results.deliveries_expected = requests;
     results.latency = LatencySummary::from_histogram(&tracker.histogram());
-    results.extra.insert("receiver_ceiling_per_sec".into(), json!(report::round3(requests as f64 / elapsed.as_secs_f64())));
+    results.extra.insert(
+        "receiver_ceiling_per_sec".into(),
+        json!(report::round3(requests as f64 / elapsed.as_secs_f64())),
+    );
     results.notes.push(
         "sender and receiver share this process and the machine's cores; latency here is the HTTP round trip".into(),
     );
@@ -470,7 +498,6 @@ async fn receiver_ceiling(args: &Args) -> Result<Results, String> {
     results.machine.load_at_end = report::load_average();
     Ok(results)
 }
-
 
 #[cfg(test)]
 mod tests {

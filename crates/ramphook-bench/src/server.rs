@@ -24,17 +24,15 @@ pub struct SpawnOptions {
 pub struct Server {
     child: Option<Child>,
     pub base: String,
-    pub admin_token: String,
     pub pid: Option<u32>,
 }
 
 impl Server {
     /// A server someone else runs; `pid` (if given) enables CPU/RSS readings.
-    pub fn attach(base: &str, admin_token: &str, pid: Option<u32>) -> Self {
+    pub fn attach(base: &str, pid: Option<u32>) -> Self {
         Self {
             child: None,
             base: base.trim_end_matches('/').to_owned(),
-            admin_token: admin_token.to_owned(),
             pid,
         }
     }
@@ -65,8 +63,7 @@ impl Server {
         }
         command
             .env("RAMPHOOK_ADMIN_TOKEN", &options.admin_token)
-            .env("RAMPHOOK_ALLOW_CIDRS", "127.0.0.0/8")
-            .env("RAMPHOOK_LOG", "warn");
+            .env("RAMPHOOK_ALLOW_CIDRS", "127.0.0.0/8");
         for (key, value) in &options.env {
             command.env(key, value);
         }
@@ -98,7 +95,6 @@ impl Server {
         Ok(Self {
             child: Some(child),
             base: address,
-            admin_token: options.admin_token.clone(),
             pid,
         })
     }
