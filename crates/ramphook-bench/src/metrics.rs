@@ -133,14 +133,14 @@ impl LatencySummary {
         if h.is_empty() {
             return None;
         }
-        let ms = |micros: u64| (micros as f64 / 1000.0 * 1000.0).round() / 1000.0;
+        let ms = |micros: u64| micros as f64 / 1000.0;
         Some(Self {
             count: h.len(),
             p50_ms: ms(h.value_at_quantile(0.50)),
             p95_ms: ms(h.value_at_quantile(0.95)),
             p99_ms: ms(h.value_at_quantile(0.99)),
             max_ms: ms(h.max()),
-            mean_ms: (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
+            mean_ms: h.mean().round() / 1000.0,
         })
     }
 }
