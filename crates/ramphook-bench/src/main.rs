@@ -188,6 +188,11 @@ fn main() {
                 }
                 println!("results written to {}", path.display());
             }
+            // Smoke runs have no performance thresholds, only this sanity check.
+            if let Some(problem) = results.broken().filter(|_| args.smoke) {
+                eprintln!("error: smoke run failed: {problem}");
+                std::process::exit(1);
+            }
         }
         Err(err) => {
             eprintln!("error: {err}");

@@ -108,6 +108,27 @@ pub struct Results {
     pub notes: Vec<String>,
 }
 
+impl Results {
+    /// A sign the bench or the server is broken (not a performance threshold):
+    /// nothing was accepted, or accepted events' webhooks never arrived.
+    pub fn broken(&self) -> Option<String> {
+        if self.ingest.as_ref().is_some_and(|i| i.count == 0) {
+            return Some(format!(
+                "the API accepted no event ({})",
+                self.first_error.as_deref().unwrap_or("no error recorded")
+            ));
+        }
+        match &self.deliveries {
+            Some(d) if d.count < self.deliveries_expected => Some(format!(
+                "{} of {} webhooks never arrived",
+                self.deliveries_expected - d.count,
+                self.deliveries_expected
+            )),
+            _ => None,
+        }
+    }
+}
+
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
@@ -214,6 +235,21 @@ mod tests {
         assert_eq!(Rate::new(500, 2.0).per_sec, 250.0);
         assert_eq!(Rate::new(5, 0.0).per_sec, 0.0);
         assert_eq!(Rate::new(1, 3.0).per_sec, 0.333);
+    }
+
+    #[test]
+    fn broken_runs_are_named() {
+        let mut results = Results {
+            ingest: Some(Rate::new(10, 1.0)),
+            deliveries: Some(Rate::new(10, 1.0)),
+            deliveries_expected: 10,
+            ..Results::default()
+        };
+        assert_eq!(results.broken(), None);
+        results.deliveries = Some(Rate::new(7, 1.0));
+        assert_eq!(results.broken().as_deref(), Some("3 of 10 webhooks never arrived"));
+        results.ingest = Some(Rate::new(0, 1.0));
+        assert!(results.broken().unwrap().starts_with("the API accepted no event"));
     }
 
     #[test]
