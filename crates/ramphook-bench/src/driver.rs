@@ -157,8 +157,13 @@ pub async fn drive(
         );
         tasks.push(tokio::spawn(async move {
             let mut local = new_histogram();
+            // Orders whose event failed: their later steps would only answer 409.
+            let mut stuck = std::collections::HashSet::new();
             'rounds: for step in ON_RAMP_STEPS.iter().take(steps) {
                 for &index in &mine {
+                    if stuck.contains(&index) {
+                        continue;
+                    }
                     let k = slots.fetch_add(1, Ordering::Relaxed);
                     if k >= max_events
                         || start.elapsed() >= options.deadline
@@ -188,8 +193,7 @@ pub async fn drive(
                         Err(err) => {
                             errors.fetch_add(1, Ordering::Relaxed);
                             first_error.lock().expect("never poisoned").get_or_insert(err);
-                            // A failed event leaves the order where it was: skip its later steps.
-                            continue 'rounds;
+                            stuck.insert(index);
                         }
                     }
                 }
