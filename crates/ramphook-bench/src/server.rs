@@ -63,7 +63,9 @@ impl Server {
         }
         command
             .env("RAMPHOOK_ADMIN_TOKEN", &options.admin_token)
-            .env("RAMPHOOK_ALLOW_CIDRS", "127.0.0.0/8");
+            .env("RAMPHOOK_ALLOW_CIDRS", "127.0.0.0/8")
+            // A throwaway database: a fixed master key (PostgreSQL needs one).
+            .env("RAMPHOOK_MASTER_KEY", "YmVuY2gtb25seS1rZXktbm90LWZvci1wcm9kdWN0aW8=");
         for (key, value) in &options.env {
             command.env(key, value);
         }

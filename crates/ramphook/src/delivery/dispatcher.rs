@@ -46,6 +46,17 @@ pub struct Dispatcher {
     pub shutdown_grace: Duration,
 }
 
+/// What the dispatcher's running attempts share.
+struct Running {
+    permits: Arc<Semaphore>,
+    lanes: Arc<Mutex<Lanes>>,
+    in_flight: Arc<Mutex<HashSet<String>>>,
+    tracker: TaskTracker,
+    results: mpsc::UnboundedSender<AttemptResult>,
+    /// Cancelled when the shutdown grace is over.
+    abort: CancellationToken,
+}
+
 /// Claimed deliveries waiting (locally, under their lease) for room in their
 /// endpoint's lane, oldest first, with the time they were claimed.
 type Waiting = HashMap<String, VecDeque<(ClaimedDelivery, i64)>>;
@@ -55,24 +66,34 @@ impl Dispatcher {
     /// most `shutdown_grace` and gives the rest back to the queue.
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
-        let permits = Arc::new(Semaphore::new(this.max_in_flight));
-        let lanes = Arc::new(Mutex::new(Lanes::new(this.max_in_flight_per_endpoint)));
-        let in_flight: Arc<Mutex<HashSet<String>>> = Arc::default();
-        let tracker = TaskTracker::new();
         let (results_tx, results_rx) = mpsc::unbounded_channel();
         let recorder = tokio::spawn(record_results(this.store.clone(), results_rx, this.wakeup.clone()));
+        let running = Running {
+            permits: Arc::new(Semaphore::new(this.max_in_flight)),
+            lanes: Arc::new(Mutex::new(Lanes::new(this.max_in_flight_per_endpoint))),
+            in_flight: Arc::default(),
+            tracker: TaskTracker::new(),
+            results: results_tx,
+            abort: CancellationToken::new(),
+        };
+        let (permits, lanes, in_flight, tracker) =
+            (&running.permits, &running.lanes, &running.in_flight, &running.tracker);
         let mut waiting: Waiting = HashMap::new();
 
         while !shutdown.is_cancelled() {
             // Start what waits locally first, while its lease is fresh enough.
-            let stale = this.start_waiting(&mut waiting, &lanes, &permits, &in_flight, &tracker, &results_tx);
+            let stale = this.start_waiting(&mut waiting, &running);
             this.release(&stale).await;
             let queued: usize = waiting.values().map(VecDeque::len).sum();
             let free = permits
                 .available_permits()
                 .saturating_sub(queued)
                 .min(CLAIM_BATCH as usize) as u32;
-            if free == 0 {
+            // Under load, claim in batches rather than a row per freed slot:
+            // wait for a recorded batch (it wakes us) to free a few.
+            let min_claim = (this.max_in_flight as u32 / 4).clamp(1, 32);
+            let busy = permits.available_permits() < this.max_in_flight;
+            if free == 0 || (free < min_claim && busy) {
                 this.idle(&shutdown, now_ms() + POLL_FALLBACK.as_millis() as i64).await;
                 continue;
             }
@@ -94,7 +115,7 @@ impl Dispatcher {
                     .or_default()
                     .push_back((delivery, now));
             }
-            let stale = this.start_waiting(&mut waiting, &lanes, &permits, &in_flight, &tracker, &results_tx);
+            let stale = this.start_waiting(&mut waiting, &running);
             this.release(&stale).await;
             if claimed_count < free as usize {
                 let mut skip = lanes.lock().unwrap().full();
@@ -113,6 +134,10 @@ impl Dispatcher {
         this.release(&left_waiting).await;
         tracker.close();
         if tokio::time::timeout(this.shutdown_grace, tracker.wait()).await.is_err() {
+            // Grace is over: stop the attempts still running (they hold the
+            // results channel open) and give their deliveries back.
+            running.abort.cancel();
+            tracker.wait().await;
             let left: Vec<String> = in_flight.lock().unwrap().iter().cloned().collect();
             tracing::warn!(
                 count = left.len(),
@@ -120,21 +145,21 @@ impl Dispatcher {
             );
             this.release(&left).await;
         }
-        drop(results_tx);
+        drop(running);
         let _ = recorder.await;
     }
 
     /// Starts waiting deliveries where their lane and the global bound have
     /// room; answers the ones whose lease is too old to start (to release).
-    fn start_waiting(
-        self: &Arc<Self>,
-        waiting: &mut Waiting,
-        lanes: &Arc<Mutex<Lanes>>,
-        permits: &Arc<Semaphore>,
-        in_flight: &Arc<Mutex<HashSet<String>>>,
-        tracker: &TaskTracker,
-        results: &mpsc::UnboundedSender<AttemptResult>,
-    ) -> Vec<String> {
+    fn start_waiting(self: &Arc<Self>, waiting: &mut Waiting, running: &Running) -> Vec<String> {
+        let Running {
+            permits,
+            lanes,
+            in_flight,
+            tracker,
+            results,
+            abort,
+        } = running;
         let mut stale = Vec::new();
         // An attempt must end (timeout) well inside the lease it was claimed under.
         let oldest_claim = now_ms() - (self.lease.saturating_sub(self.sender.timeout())).as_millis() as i64 / 2;
@@ -155,11 +180,17 @@ impl Dispatcher {
                 in_flight.lock().unwrap().insert(delivery.id.clone());
                 let (this, lanes, in_flight, results) =
                     (self.clone(), lanes.clone(), in_flight.clone(), results.clone());
+                let abort = abort.clone();
                 tracker.spawn(async move {
-                    let (result, succeeded) = this.attempt(&delivery).await;
-                    lanes.lock().unwrap().finish(&delivery.endpoint_id, succeeded);
-                    in_flight.lock().unwrap().remove(&delivery.id);
-                    let _ = results.send(result);
+                    tokio::select! {
+                        (result, succeeded) = this.attempt(&delivery) => {
+                            lanes.lock().unwrap().finish(&delivery.endpoint_id, succeeded);
+                            in_flight.lock().unwrap().remove(&delivery.id);
+                            let _ = results.send(result);
+                        }
+                        // Left in `in_flight`: released once the grace period is over.
+                        _ = abort.cancelled() => {}
+                    }
                     drop(permit);
                 });
             }

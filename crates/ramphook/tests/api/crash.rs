@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::common::{wait_until, Backend, Receiver, TestServer};
 
 on_both_backends!(
+    shutdown_stops_waiting_after_the_grace_and_the_next_start_sends_again,
     every_accepted_event_is_delivered_after_a_sigkill_and_restart,
     sigterm_lets_in_flight_attempts_finish_and_stops_accepting,
 );
@@ -83,4 +84,42 @@ async fn sigterm_lets_in_flight_attempts_finish_and_stops_accepting(backend: Bac
     );
     assert_eq!(deliveries[0]["attempts"], 1);
     assert_eq!(receiver.received().len(), 1, "and was not sent again");
+}
+
+async fn shutdown_stops_waiting_after_the_grace_and_the_next_start_sends_again(backend: Backend) {
+    let mut server = TestServer::start_with(
+        backend,
+        &[
+            ("RAMPHOOK_SHUTDOWN_GRACE", "500ms"),
+            ("RAMPHOOK_DELIVERY_TIMEOUT", "60s"),
+        ],
+    )
+    .await;
+    // The first request hangs far past the grace; later ones are answered.
+    let receiver = Receiver::start(Arc::new(|n, _| {
+        if n == 0 {
+            (200, Duration::from_secs(600))
+        } else {
+            (200, Duration::ZERO)
+        }
+    }))
+    .await;
+    let (pid, _) = server.partner().await;
+    server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
+    let order = server.order(&pid, "on_ramp").await;
+    let event = server.event(&order, "payment_received").await;
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+
+    let started = std::time::Instant::now();
+    let status = server.terminate().await;
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "shutdown took {:?}",
+        started.elapsed()
+    );
+
+    server.launch().await;
+    let again = receiver.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(again[1].webhook_id(), event, "the unfinished delivery was sent again");
 }
