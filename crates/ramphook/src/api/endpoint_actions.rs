@@ -14,7 +14,6 @@ use super::extract::{JsonBody, Path};
 use super::partners::owned_partner;
 use super::AppState;
 use crate::config::parse_duration;
-use crate::domain::order::{EventName, ALL_EVENTS};
 use crate::domain::time::{now_ms, parse_rfc3339_ms};
 
 /// The longest overlap during which the old secret keeps signing.
@@ -112,14 +111,7 @@ pub async fn send_test(
     body: JsonBody<TestWebhook>,
 ) -> ApiResult<(StatusCode, Json<TestQueued>)> {
     check_endpoint(&state, &caller, &pid, &eid).await?;
-    let event = EventName::parse(&body.value.event_name).ok_or_else(|| {
-        let known: Vec<&str> = ALL_EVENTS.iter().map(|e| e.as_str()).collect();
-        ApiError::invalid(format!(
-            "unknown event name {:?}; known events: {}",
-            body.value.event_name,
-            known.join(", ")
-        ))
-    })?;
+    let event = super::orders::parse_event_name(&body.value.event_name)?;
     let delivery_id = state.store.create_test_delivery(&pid, &eid, event.as_str()).await?;
     state.deliveries.wake();
     Ok((StatusCode::ACCEPTED, Json(TestQueued { delivery_id })))

@@ -146,6 +146,17 @@ fn key_reused() -> ApiError {
     ApiError::invalid("this Idempotency-Key was already used with a different request")
 }
 
+/// An event name of the contract, or 422 listing the known ones.
+pub fn parse_event_name(text: &str) -> ApiResult<EventName> {
+    EventName::parse(text).ok_or_else(|| {
+        let known: Vec<&str> = ALL_EVENTS.iter().map(|e| e.as_str()).collect();
+        ApiError::invalid(format!(
+            "unknown event name {text:?}; known events: {}",
+            known.join(", ")
+        ))
+    })
+}
+
 /// `user@example.com`, trimmed and lower-cased; a light check, not RFC 5322.
 pub fn parse_email(text: &str) -> ApiResult<String> {
     let email = text.trim().to_lowercase();
@@ -283,14 +294,7 @@ pub async fn append_event(
 ) -> ApiResult<Response> {
     caller.require_admin()?;
     let input = body.value;
-    let event_name = EventName::parse(&input.event_name).ok_or_else(|| {
-        let known: Vec<&str> = ALL_EVENTS.iter().map(|e| e.as_str()).collect();
-        ApiError::invalid(format!(
-            "unknown event name {:?}; known events: {}",
-            input.event_name,
-            known.join(", ")
-        ))
-    })?;
+    let event_name = parse_event_name(&input.event_name)?;
     check_short_text("txHash", &input.tx_hash, 256)?;
     check_short_text("reason", &input.reason, 1024)?;
     let idem = idempotency(&caller, &format!("POST /v1/orders/{id}/events"), key, &body.hash);

@@ -3,24 +3,8 @@
 
 use serde::Deserialize;
 
-/// The actions ramphook asks about (contract §4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Action {
-    Buy,
-    Sell,
-    PrivateInfo,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Buy => "buy",
-            Action::Sell => "sell",
-            Action::PrivateInfo => "private_info",
-        }
-    }
-}
+/// The actions ramphook asks about (contract §4): the service's own type.
+pub use crate::validation::Action;
 
 /// The body of a validation callback.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

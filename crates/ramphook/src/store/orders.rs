@@ -80,8 +80,8 @@ const EVENT_COLUMNS: &str = "id, order_id, event_name, tx_hash, reason, time_sta
 /// Looks the key up inside the write transaction. Two requests with one key
 /// can both miss only on PostgreSQL (SQLite writes are serialised); then the
 /// later one's `remember` finds the key taken and the request is replayed.
-async fn idempotent_replay<T>(
-    tx: &mut Transaction<'_, Any>,
+async fn idempotent_replay<'e, T, E: sqlx::Executor<'e, Database = Any>>(
+    executor: E,
     idem: Option<&Idempotency>,
 ) -> StoreResult<Option<Replayable<T>>> {
     let Some(idem) = idem else { return Ok(None) };
@@ -89,7 +89,7 @@ async fn idempotent_replay<T>(
         sqlx::query_as("SELECT request_hash, status, body FROM idempotency WHERE scope = $1 AND key = $2")
             .bind(&idem.scope)
             .bind(&idem.key)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(executor)
             .await?;
     Ok(found.map(|(hash, status, body)| {
         if hash == idem.request_hash {
@@ -134,7 +134,7 @@ impl Store {
     /// The answer of the concurrent request that stored the key first.
     async fn replay_race_winner<T>(&self, idem: Option<&Idempotency>) -> StoreResult<Replayable<T>> {
         let mut tx = self.writer.begin().await?;
-        idempotent_replay(&mut tx, idem)
+        idempotent_replay(&mut *tx, idem)
             .await?
             .ok_or_else(|| StoreError::Other("idempotency key vanished after a conflict".into()))
     }
@@ -143,23 +143,7 @@ impl Store {
     /// request was already made. Lets a replay skip work that must precede
     /// the write (the validation callback); the write re-checks the key.
     pub async fn idempotent_answer(&self, idem: Option<&Idempotency>) -> StoreResult<Option<Replayable<()>>> {
-        let Some(idem) = idem else { return Ok(None) };
-        let found: Option<(String, i64, String)> =
-            sqlx::query_as("SELECT request_hash, status, body FROM idempotency WHERE scope = $1 AND key = $2")
-                .bind(&idem.scope)
-                .bind(&idem.key)
-                .fetch_optional(&self.reader)
-                .await?;
-        Ok(found.map(|(hash, status, body)| {
-            if hash == idem.request_hash {
-                Replayable::Replay {
-                    status: status as u16,
-                    body,
-                }
-            } else {
-                Replayable::KeyReused
-            }
-        }))
+        idempotent_replay(&self.reader, idem).await
     }
 
     /// Creates an order; `render` gives the answer stored for replays.
@@ -170,7 +154,7 @@ impl Store {
         render: impl FnOnce(&OrderRow) -> (u16, String),
     ) -> StoreResult<Replayable<(OrderRow, u16, String)>> {
         let mut tx = self.writer.begin().await?;
-        if let Some(replay) = idempotent_replay(&mut tx, idem).await? {
+        if let Some(replay) = idempotent_replay(&mut *tx, idem).await? {
             return Ok(replay);
         }
         let now = now_ms();
@@ -262,7 +246,7 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
         }
-        if let Some(replay) = idempotent_replay(&mut tx, idem).await? {
+        if let Some(replay) = idempotent_replay(&mut *tx, idem).await? {
             return Ok(replay);
         }
         let outcome = append_in(&mut tx, order_id, event_name, tx_hash, reason).await?;
