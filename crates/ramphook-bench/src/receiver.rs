@@ -1,7 +1,8 @@
 //! The partner's side of the bench: a minimal HTTP/1.1 server (hyper 1
 //! directly, no framework) on 127.0.0.1 that answers `204` at once and stamps
 //! each webhook's arrival — or, on `/slow` and `/hang`, answers late or never,
-//! to play the unhealthy neighbour. It must never be the bottleneck:
+//! to play the unhealthy neighbour; on `/validate` it is a partner's
+//! validation callback answering `{"allowed": true}` at once. It must never be the bottleneck:
 //! `--scenario receiver-ceiling` measures how far it goes.
 
 use std::convert::Infallible;
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -21,6 +22,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::metrics::Tracker;
+use crate::partner_time::PartnerTimes;
 
 /// What every path does, switchable while running (the backlog scenario
 /// starts with a partner that hangs, then brings it back).
@@ -53,6 +55,8 @@ impl Default for Behaviour {
 struct State {
     /// `None`: count arrivals only (the backlog has no 201 to pair with).
     tracker: Option<Arc<Tracker>>,
+    /// Where `/validate` notes its answer time per email (validation scenario).
+    partner_times: Option<Arc<PartnerTimes>>,
     mode: AtomicU8,
     behaviour: Behaviour,
     started: Instant,
@@ -82,6 +86,16 @@ pub struct Receiver {
 impl Receiver {
     /// Listens on `bind` (use port 0 for any free port).
     pub async fn start(bind: SocketAddr, tracker: Option<Arc<Tracker>>, behaviour: Behaviour) -> Result<Self, String> {
+        Self::start_with(bind, tracker, None, behaviour).await
+    }
+
+    /// As `start`, with `/validate` noting its answer times in `partner_times`.
+    pub async fn start_with(
+        bind: SocketAddr,
+        tracker: Option<Arc<Tracker>>,
+        partner_times: Option<Arc<PartnerTimes>>,
+        behaviour: Behaviour,
+    ) -> Result<Self, String> {
         let listener = TcpListener::bind(bind)
             .await
             .map_err(|e| format!("receiver cannot listen on {bind}: {e}"))?;
@@ -89,6 +103,7 @@ impl Receiver {
         let (stop_tx, stop_rx) = watch::channel(false);
         let state = Arc::new(State {
             tracker,
+            partner_times,
             mode: AtomicU8::new(Mode::Normal as u8),
             behaviour,
             started: Instant::now(),
@@ -170,9 +185,14 @@ async fn accept_loop(listener: TcpListener, state: Arc<State>, mut stop: watch::
     }
 }
 
-async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Empty<Bytes>>, Infallible> {
+const ALLOWED: &[u8] = br#"{"allowed":true}"#;
+
+async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
     let arrived = Instant::now();
     let kind = Kind::of(request.uri().path(), state.mode.load(Ordering::SeqCst));
+    if kind == Kind::Validate {
+        return Ok(validate(&state, request, arrived).await);
+    }
     let event_id = request
         .headers()
         .get("webhook-id")
@@ -200,10 +220,37 @@ async fn handle(state: Arc<State>, request: Request<Incoming>) -> Result<Respons
             state.hung.fetch_add(1, Ordering::Relaxed);
             hold(&state, state.behaviour.hang_limit).await;
         }
+        // Answered above, before the webhook bookkeeping.
+        Kind::Validate => {}
     }
-    let mut response = Response::new(Empty::new());
+    let mut response = Response::new(Full::default());
     *response.status_mut() = StatusCode::NO_CONTENT;
     Ok(response)
+}
+
+/// A validation callback: reads `{"email", "action"}`, answers allowed, and
+/// notes the time from arrival to the answer under the email.
+async fn validate(state: &State, request: Request<Incoming>, arrived: Instant) -> Response<Full<Bytes>> {
+    state.healthy.fetch_add(1, Ordering::Relaxed);
+    let body = request
+        .into_body()
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let email = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["email"].as_str().map(str::to_owned));
+    let mut response = Response::new(Full::new(Bytes::from_static(ALLOWED)));
+    response.headers_mut().insert(
+        hyper::header::CONTENT_TYPE,
+        hyper::header::HeaderValue::from_static("application/json"),
+    );
+    let micros = arrived.elapsed().as_micros() as u64;
+    if let (Some(times), Some(email)) = (&state.partner_times, email) {
+        times.answered(&email, micros);
+    }
+    response
 }
 
 /// Waits `delay`, or less if the receiver stops.
@@ -217,6 +264,7 @@ async fn hold(state: &State, delay: Duration) {
 
 #[derive(Debug, PartialEq, Eq)]
 enum Kind {
+    Validate,
     Healthy,
     Slow,
     Hang,
@@ -226,6 +274,8 @@ impl Kind {
     fn of(path: &str, mode: u8) -> Self {
         if mode == Mode::HangAll as u8 || path.starts_with("/hang") {
             Kind::Hang
+        } else if path.starts_with("/validate") {
+            Kind::Validate
         } else if path.starts_with("/slow") {
             Kind::Slow
         } else {
@@ -243,6 +293,7 @@ mod tests {
         assert_eq!(Kind::of("/ok/3", Mode::Normal as u8), Kind::Healthy);
         assert_eq!(Kind::of("/slow", Mode::Normal as u8), Kind::Slow);
         assert_eq!(Kind::of("/hang", Mode::Normal as u8), Kind::Hang);
+        assert_eq!(Kind::of("/validate", Mode::Normal as u8), Kind::Validate);
         assert_eq!(Kind::of("/ok/3", Mode::HangAll as u8), Kind::Hang);
     }
 }

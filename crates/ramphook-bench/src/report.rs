@@ -50,7 +50,7 @@ pub fn load_average() -> [f64; 3] {
 }
 
 /// A count over a time, and its rate.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Default)]
 pub struct Rate {
     pub count: u64,
     pub seconds: f64,
@@ -74,6 +74,22 @@ pub struct ServerUse {
     pub cpu_ms_per_1000_deliveries: Option<f64>,
     pub peak_rss_mib: f64,
     pub rss_end_mib: f64,
+}
+
+/// The validation scenario's figures: `POST /v1/partners/{pid}/validate`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ValidationFigures {
+    /// Calls answered `200` with `allowed: true`.
+    pub calls: Rate,
+    pub errors: u64,
+    /// What the client observed, send to full answer.
+    pub client_latency: Option<LatencySummary>,
+    /// The bench receiver's own time per callback, arrival to answer.
+    pub partner_time: Option<LatencySummary>,
+    /// Per call: client latency minus that call's partner time.
+    pub ramphook_adds: Option<LatencySummary>,
+    /// Calls whose partner time was never noted (not subtracted).
+    pub unpaired: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
@@ -102,6 +118,8 @@ pub struct Results {
     /// Arrivals that beat the `201` back to the client (counted as 0 ms).
     pub early_arrivals: u64,
     pub server: Option<ServerUse>,
+    /// Only the validation scenario has these.
+    pub validation: Option<ValidationFigures>,
     pub bench_cpu_seconds: f64,
     /// Figures only one scenario has.
     pub extra: BTreeMap<String, Value>,
@@ -112,6 +130,16 @@ impl Results {
     /// A sign the bench or the server is broken (not a performance threshold):
     /// nothing was accepted, or accepted events' webhooks never arrived.
     pub fn broken(&self) -> Option<String> {
+        if let Some(v) = &self.validation {
+            if v.calls.count == 0 || v.errors > 0 {
+                return Some(format!(
+                    "{} validation calls allowed, {} failed ({})",
+                    v.calls.count,
+                    v.errors,
+                    self.first_error.as_deref().unwrap_or("no error recorded")
+                ));
+            }
+        }
         if self.ingest.as_ref().is_some_and(|i| i.count == 0) {
             return Some(format!(
                 "the API accepted no event ({})",
@@ -131,6 +159,14 @@ impl Results {
 
 pub fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// Three decimals: validation times are fractions of a millisecond.
+fn fmt_latency_fine(l: &LatencySummary) -> String {
+    format!(
+        "p50 {:.3} / p95 {:.3} / p99 {:.3} / max {:.3} ms (n={})",
+        l.p50_ms, l.p95_ms, l.p99_ms, l.max_ms, l.count
+    )
 }
 
 fn fmt_latency(l: &LatencySummary) -> String {
@@ -195,11 +231,34 @@ pub fn render_table(r: &Results) -> String {
     if r.early_arrivals > 0 {
         row("arrived before the 201", r.early_arrivals.to_string());
     }
+    if let Some(v) = &r.validation {
+        row(
+            "validation calls",
+            format!(
+                "{} in {:.2} s = {:.1}/s, {} errors",
+                v.calls.count, v.calls.seconds, v.calls.per_sec, v.errors
+            ),
+        );
+        let rows = [
+            ("client latency", &v.client_latency),
+            ("partner's own time", &v.partner_time),
+            ("ramphook adds", &v.ramphook_adds),
+        ];
+        for (name, summary) in rows {
+            if let Some(l) = summary {
+                row(name, fmt_latency_fine(l));
+            }
+        }
+        if v.unpaired > 0 {
+            row("calls without a partner time", v.unpaired.to_string());
+        }
+    }
+    let unit = if r.validation.is_some() { "calls" } else { "deliveries" };
     if let Some(s) = &r.server {
         row(
             "server CPU",
             match s.cpu_ms_per_1000_deliveries {
-                Some(per) => format!("{:.2} s total, {:.0} ms per 1,000 deliveries", s.cpu_seconds, per),
+                Some(per) => format!("{:.2} s total, {:.0} ms per 1,000 {unit}", s.cpu_seconds, per),
                 None => format!("{:.2} s total", s.cpu_seconds),
             },
         );

@@ -1,7 +1,8 @@
 //! The scenarios: each sets up a server, a receiver and the partners and
 //! endpoints it needs, runs the load, and turns what it saw into `Results`.
 //! `single`, `fanout` and `slow-neighbour` share one measured flow; `backlog`
-//! builds a queue and times its drain; `receiver-ceiling` measures the bench.
+//! builds a queue and times its drain; `receiver-ceiling` measures the bench;
+//! `validation` (in `validation.rs`) times the validation callbacks.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -30,9 +31,7 @@ const SETUP_LIMIT: Duration = Duration::from_secs(3 * 3600);
 
 pub async fn run(args: &Args) -> Result<Results, String> {
     match args.scenario {
-        Scenario::Validation => Err("the validation scenario is not implemented yet: validation callbacks \
-                                     are being built now; this flag is reserved for measuring them"
-            .into()),
+        Scenario::Validation => crate::validation::run(args).await,
         Scenario::ReceiverCeiling => receiver_ceiling(args).await,
         Scenario::Backlog => backlog(args).await,
         Scenario::Single | Scenario::Fanout | Scenario::SlowNeighbour => load(args).await,
@@ -40,14 +39,14 @@ pub async fn run(args: &Args) -> Result<Results, String> {
 }
 
 /// The server under test and, if we started it, what it needs to start again.
-struct Target {
-    server: Server,
-    api: Api,
+pub(crate) struct Target {
+    pub(crate) server: Server,
+    pub(crate) api: Api,
     spawn: Option<SpawnOptions>,
     _dir: Option<TempDir>,
 }
 
-async fn start_server(args: &Args, extra_env: &[(&str, String)]) -> Result<Target, String> {
+pub(crate) async fn start_server(args: &Args, extra_env: &[(&str, String)]) -> Result<Target, String> {
     if let Some(url) = &args.url {
         let token = args.admin_token.as_deref().unwrap_or_default();
         let server = Server::attach(url, args.server_pid);
@@ -94,7 +93,7 @@ async fn start_server(args: &Args, extra_env: &[(&str, String)]) -> Result<Targe
     })
 }
 
-fn bar(len: u64, prefix: &str) -> ProgressBar {
+pub(crate) fn bar(len: u64, prefix: &str) -> ProgressBar {
     let progress = ProgressBar::new(len);
     progress.set_style(
         ProgressStyle::with_template("{prefix:>11} [{bar:30}] {pos}/{len} {per_sec:>12} {elapsed_precise} {msg}")
@@ -105,7 +104,7 @@ fn bar(len: u64, prefix: &str) -> ProgressBar {
     progress
 }
 
-fn base_results(args: &Args) -> Results {
+pub(crate) fn base_results(args: &Args) -> Results {
     let mut config = BTreeMap::new();
     config.insert("concurrency".into(), json!(args.concurrency));
     config.insert("rate_per_sec".into(), json!(args.rate));
@@ -146,7 +145,7 @@ pub fn default_orders(events: Option<u64>, rate: Option<f64>, duration: Duration
     driver::orders_needed(events, steps).max(1)
 }
 
-fn server_use(before: Option<ProcSample>, after: Option<ProcSample>, requests: u64) -> Option<ServerUse> {
+pub(crate) fn server_use(before: Option<ProcSample>, after: Option<ProcSample>, requests: u64) -> Option<ServerUse> {
     let (before, after) = (before?, after?);
     let cpu = after.cpu_seconds - before.cpu_seconds;
     Some(ServerUse {
@@ -157,13 +156,13 @@ fn server_use(before: Option<ProcSample>, after: Option<ProcSample>, requests: u
     })
 }
 
-fn svg_path(args: &Args) -> Option<PathBuf> {
+pub(crate) fn svg_path(args: &Args) -> Option<PathBuf> {
     args.svg
         .clone()
         .or_else(|| args.out.as_ref().map(|out| out.with_extension("svg")))
 }
 
-fn bench_cpu(before: Option<ProcSample>) -> f64 {
+pub(crate) fn bench_cpu(before: Option<ProcSample>) -> f64 {
     match (before, ProcSample::read_self()) {
         (Some(b), Some(a)) => report::round3(a.cpu_seconds - b.cpu_seconds),
         _ => 0.0,
