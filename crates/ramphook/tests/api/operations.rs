@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::common::{Backend, Receiver, TestServer};
+use crate::common::{wait_until, Backend, Receiver, TestServer};
 
 on_both_backends!(health_readiness_metrics_and_openapi,);
 
@@ -19,6 +19,20 @@ async fn health_readiness_metrics_and_openapi(backend: Backend) {
     let order = server.order(&pid, "on_ramp").await;
     server.event(&order, "payment_received").await;
     receiver.wait_for(1, Duration::from_secs(5)).await;
+    // Arrival at the receiver comes before ramphook has read the answer.
+    wait_until(Duration::from_secs(5), "the delivery to be counted", || async {
+        let text = server
+            .client
+            .get(format!("{}/metrics", server.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.contains("ramphook_deliveries_total{outcome=\"delivered\"} 1")
+    })
+    .await;
 
     let metrics = server
         .client
