@@ -164,15 +164,7 @@ async fn gone_disables_at_once_loudly_and_enabling_resumes(backend: Backend) {
         },
     )
     .await;
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(metrics.contains("ramphook_endpoints_disabled_total 1"), "{metrics}");
 
     // While disabled, new events are not queued for it (as for an endpoint

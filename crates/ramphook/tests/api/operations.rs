@@ -21,28 +21,12 @@ async fn health_readiness_metrics_and_openapi(backend: Backend) {
     receiver.wait_for(1, Duration::from_secs(5)).await;
     // Arrival at the receiver comes before ramphook has read the answer.
     wait_until(Duration::from_secs(5), "the delivery to be counted", || async {
-        let text = server
-            .client
-            .get(format!("{}/metrics", server.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = server.metrics().await;
         text.contains("ramphook_deliveries_total{outcome=\"delivered\"} 1")
     })
     .await;
 
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     for needle in [
         "ramphook_deliveries_total{outcome=\"delivered\"} 1",
         "ramphook_delivery_attempt_duration_seconds_bucket",

@@ -261,15 +261,7 @@ async fn every_auth_type_reaches_the_partner_with_its_credentials_and_none_is_lo
     let verdict = validate(&server, &pid, "alice@example.com", "buy").await;
     assert_eq!(verdict["outcome"], "error");
 
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics().await;
     assert!(
         metrics
             .lines()
