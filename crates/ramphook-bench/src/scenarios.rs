@@ -156,6 +156,22 @@ pub(crate) fn server_use(before: Option<ProcSample>, after: Option<ProcSample>, 
     })
 }
 
+/// Draws `histogram` where `--svg`/`--out` say and notes the file (or why
+/// it was not written) in the results.
+pub(crate) fn write_histogram(
+    args: &Args,
+    results: &mut Results,
+    title: &str,
+    histogram: &hdrhistogram::Histogram<u64>,
+) {
+    let Some(path) = svg_path(args) else { return };
+    let written = match crate::plot::write_svg(&path, title, histogram) {
+        Ok(()) => json!(path.display().to_string()),
+        Err(e) => json!(format!("not written: {e}")),
+    };
+    results.extra.insert("histogram_svg".into(), written);
+}
+
 pub(crate) fn svg_path(args: &Args) -> Option<PathBuf> {
     args.svg
         .clone()
@@ -298,17 +314,8 @@ async fn load(args: &Args) -> Result<Results, String> {
     results
         .notes
         .push("server CPU covers the measured phase: the API calls and the deliveries they cause".into());
-    if let Some(path) = svg_path(args) {
-        let title = format!("ramphook {}: 201 → arrival", args.scenario.name());
-        match crate::plot::write_svg(&path, &title, &histogram) {
-            Ok(()) => results
-                .extra
-                .insert("histogram_svg".into(), json!(path.display().to_string())),
-            Err(e) => results
-                .extra
-                .insert("histogram_svg".into(), json!(format!("not written: {e}"))),
-        };
-    }
+    let title = format!("ramphook {}: 201 → arrival", args.scenario.name());
+    write_histogram(args, &mut results, &title, &histogram);
     target.server.stop(Duration::from_secs(20)).await;
     receiver.stop();
     results.machine.load_at_end = report::load_average();

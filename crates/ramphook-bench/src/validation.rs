@@ -118,16 +118,12 @@ pub async fn run(args: &Args) -> Result<Results, String> {
     results
         .notes
         .push("server CPU covers the measured phase and is divided by the validation calls".into());
-    if let Some(path) = crate::scenarios::svg_path(args) {
-        match crate::plot::write_svg(&path, "ramphook validation: what ramphook adds", &stats.adds) {
-            Ok(()) => results
-                .extra
-                .insert("histogram_svg".into(), json!(path.display().to_string())),
-            Err(e) => results
-                .extra
-                .insert("histogram_svg".into(), json!(format!("not written: {e}"))),
-        };
-    }
+    crate::scenarios::write_histogram(
+        args,
+        &mut results,
+        "ramphook validation: what ramphook adds",
+        &stats.adds,
+    );
     target.server.stop(Duration::from_secs(20)).await;
     receiver.stop();
     results.machine.load_at_end = report::load_average();
