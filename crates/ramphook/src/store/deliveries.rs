@@ -47,12 +47,12 @@ pub struct ClaimedDelivery {
 }
 
 #[derive(sqlx::FromRow)]
-struct TargetRow {
-    id: String,
-    url: String,
-    secret: String,
-    previous_secret: Option<String>,
-    previous_secret_expires_at: Option<i64>,
+pub(super) struct TargetRow {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<i64>,
 }
 
 /// Where a claimed delivery goes and the secrets that sign it.
@@ -97,6 +97,65 @@ fn value_rows(rows: usize, columns: usize) -> String {
         .join(", ")
 }
 
+/// A claimed delivery as the claim statement answers it: id, event_id,
+/// order_id, event_name, time_stamp, attempts, endpoint_id.
+pub(super) type ClaimedRow = (String, String, String, String, i64, i64, String);
+
+/// The claim: `$1` now, `$2` the lease, `$3` the limit, `$4…` endpoints to skip.
+fn claim_sql(backend: Backend, skipped: usize) -> String {
+    let skip_clause = if skipped == 0 {
+        String::new()
+    } else {
+        format!("AND d.endpoint_id NOT IN ({})", placeholders(4, skipped))
+    };
+    // On PostgreSQL several instances claim at once: skip rows another
+    // instance is claiming instead of waiting for it.
+    let lock = match backend {
+        Backend::Sqlite => "",
+        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+    };
+    format!(
+        "UPDATE deliveries SET locked_until = $1 + $2
+         WHERE seq IN (
+             SELECT d.seq FROM deliveries d
+             WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+               AND (d.locked_until IS NULL OR d.locked_until <= $1)
+               AND NOT EXISTS (SELECT 1 FROM deliveries e
+                               WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
+                                 AND e.status = 'pending' AND e.seq < d.seq)
+               AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1)
+               {skip_clause}
+             ORDER BY d.next_attempt_at, d.seq
+             LIMIT $3 {lock})
+         RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id"
+    )
+}
+
+/// The targets (URL and sealed secrets) of `count` claimed deliveries' endpoints.
+pub(super) fn targets_sql(count: usize) -> String {
+    format!(
+        "SELECT id, url, secret, previous_secret, previous_secret_expires_at FROM endpoints
+         WHERE enabled = 1 AND id IN ({})",
+        placeholders(1, count)
+    )
+}
+
+pub(super) const MARK_HEALTHY: &str =
+    "UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL";
+pub(super) const MARK_FAILING: &str = "UPDATE endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL";
+
+/// Endpoint health: the last outcome per endpoint in a batch starts or ends
+/// its run of failures. Answers (endpoint, delivered?) once per endpoint.
+pub(super) fn last_outcome_per_endpoint(results: &[AttemptResult]) -> Vec<(&str, bool)> {
+    let mut last: Vec<(&str, bool)> = Vec::new();
+    for r in results.iter().rev() {
+        if !last.iter().any(|(id, _)| *id == r.endpoint_id) {
+            last.push((&r.endpoint_id, r.new_status == "delivered"));
+        }
+    }
+    last
+}
+
 const COLUMNS: &str = "seq, id, event_id, endpoint_id, partner_id, order_id, event_name, status, attempts, next_attempt_at, last_status_code, is_test, created_at";
 
 impl Store {
@@ -106,50 +165,29 @@ impl Store {
     /// Endpoints in `skip` (their lanes are full) are left for later.
     pub async fn claim_due(&self, limit: u32, lease_ms: i64, skip: &[String]) -> StoreResult<Vec<ClaimedDelivery>> {
         let now = now_ms();
-        let skip_clause = if skip.is_empty() {
-            String::new()
+        let sql = claim_sql(self.backend, skip.len());
+        let (claimed, endpoints) = if let Some(writer) = &self.sqlite {
+            let skip = skip.to_vec();
+            writer
+                .write(move |conn| super::deliveries_sqlite::claim(conn, &sql, now, lease_ms, limit, &skip))
+                .await?
         } else {
-            format!("AND d.endpoint_id NOT IN ({})", placeholders(4, skip.len()))
+            let mut query = sqlx::query_as(&sql).bind(now).bind(lease_ms).bind(limit as i64);
+            for endpoint in skip {
+                query = query.bind(endpoint);
+            }
+            let claimed: Vec<ClaimedRow> = query.fetch_all(&self.writer).await?;
+            if claimed.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = targets_sql(claimed.len());
+            let mut query = sqlx::query_as(&sql);
+            for row in &claimed {
+                query = query.bind(&row.6);
+            }
+            let endpoints: Vec<TargetRow> = query.fetch_all(&self.reader).await?;
+            (claimed, endpoints)
         };
-        // On PostgreSQL several instances claim at once: skip rows another
-        // instance is claiming instead of waiting for it.
-        let lock = match self.backend {
-            Backend::Sqlite => "",
-            Backend::Postgres => "FOR UPDATE SKIP LOCKED",
-        };
-        let sql = format!(
-            "UPDATE deliveries SET locked_until = $1 + $2
-             WHERE seq IN (
-                 SELECT d.seq FROM deliveries d
-                 WHERE d.status = 'pending' AND d.next_attempt_at <= $1
-                   AND (d.locked_until IS NULL OR d.locked_until <= $1)
-                   AND NOT EXISTS (SELECT 1 FROM deliveries e
-                                   WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
-                                     AND e.status = 'pending' AND e.seq < d.seq)
-                   AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1)
-                   {skip_clause}
-                 ORDER BY d.next_attempt_at, d.seq
-                 LIMIT $3 {lock})
-             RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id"
-        );
-        let mut query = sqlx::query_as(&sql).bind(now).bind(lease_ms).bind(limit as i64);
-        for endpoint in skip {
-            query = query.bind(endpoint);
-        }
-        let claimed: Vec<(String, String, String, String, i64, i64, String)> = query.fetch_all(&self.writer).await?;
-        if claimed.is_empty() {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "SELECT id, url, secret, previous_secret, previous_secret_expires_at FROM endpoints
-             WHERE enabled = 1 AND id IN ({})",
-            placeholders(1, claimed.len())
-        );
-        let mut query = sqlx::query_as(&sql);
-        for row in &claimed {
-            query = query.bind(&row.6);
-        }
-        let endpoints: Vec<TargetRow> = query.fetch_all(&self.reader).await?;
         let mut targets = Vec::with_capacity(endpoints.len());
         for e in endpoints {
             let mut secrets = vec![self.open_in("endpoints", "secret", &e.id, &e.secret)?];
@@ -180,7 +218,13 @@ impl Store {
 
     /// Records a batch of attempt results in one transaction.
     pub async fn record_attempts(&self, results: &[AttemptResult]) -> StoreResult<()> {
-        let mut tx = self.writer.begin().await?;
+        if let Some(writer) = &self.sqlite {
+            let results = results.to_vec();
+            return writer
+                .write(move |conn| super::deliveries_sqlite::record(conn, &results, now_ms()))
+                .await;
+        }
+        let mut tx = self.begin_write().await?;
         // Two statements per chunk, whatever its size: one multi-row INSERT of
         // the attempts, one UPDATE joined to a VALUES list of the outcomes.
         for chunk in results.chunks(RECORD_CHUNK) {
@@ -218,23 +262,13 @@ impl Store {
             }
             update.execute(&mut *tx).await?;
         }
-        // Endpoint health: the last outcome per endpoint in this batch starts
-        // or ends its run of failures.
-        let mut last: Vec<(&str, bool)> = Vec::new();
-        for r in results.iter().rev() {
-            if !last.iter().any(|(id, _)| *id == r.endpoint_id) {
-                last.push((&r.endpoint_id, r.new_status == "delivered"));
-            }
-        }
         let now = now_ms();
-        for (endpoint_id, healthy) in last {
-            let sql = if healthy {
-                "UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL"
+        for (endpoint_id, healthy) in last_outcome_per_endpoint(results) {
+            let query = if healthy {
+                sqlx::query(MARK_HEALTHY).bind(endpoint_id)
             } else {
-                "UPDATE endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL"
+                sqlx::query(MARK_FAILING).bind(endpoint_id).bind(now)
             };
-            let query = sqlx::query(sql).bind(endpoint_id);
-            let query = if healthy { query } else { query.bind(now) };
             query.execute(&mut *tx).await?;
         }
         tx.commit().await?;

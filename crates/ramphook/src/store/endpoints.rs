@@ -80,7 +80,7 @@ impl Store {
     /// in one transaction, serialised per partner, so a race cannot pass the cap.
     pub async fn create_endpoint(&self, new: NewEndpoint, max_per_partner: u32) -> StoreResult<Option<EndpointRow>> {
         let now = now_ms();
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
             // SQLite has one writer; on PostgreSQL the partner row is the lock.
             sqlx::query("SELECT id FROM partners WHERE id = $1 FOR UPDATE")
@@ -154,7 +154,7 @@ impl Store {
         id: &str,
         patch: EndpointPatch,
     ) -> StoreResult<Option<EndpointRow>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let sql = format!("SELECT {COLUMNS} FROM endpoints WHERE id = $1 AND partner_id = $2");
         let Some(mut row): Option<EndpointRow> = sqlx::query_as(&sql)
             .bind(id)
@@ -200,7 +200,7 @@ impl Store {
 
     /// Deletes the endpoint; its pending deliveries end as `failed`.
     pub async fn delete_endpoint(&self, partner_id: &str, id: &str) -> StoreResult<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let deleted = sqlx::query("DELETE FROM endpoints WHERE id = $1 AND partner_id = $2")
             .bind(id)
             .bind(partner_id)
@@ -226,7 +226,7 @@ impl Store {
         new_secret: &str,
         keep_previous_ms: i64,
     ) -> StoreResult<Option<EndpointRow>> {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let current: Option<String> =
             sqlx::query_scalar("SELECT secret FROM endpoints WHERE id = $1 AND partner_id = $2")
                 .bind(id)

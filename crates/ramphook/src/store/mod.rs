@@ -10,10 +10,14 @@
 //! PostgreSQL one pool serves both, and several instances may share it.
 
 mod deliveries;
+mod deliveries_sqlite;
 mod endpoints;
 mod orders;
+mod orders_sqlite;
 mod partners;
 mod secrets;
+mod sqlite_sql;
+mod sqlite_writer;
 mod validation;
 
 use std::str::FromStr;
@@ -26,6 +30,7 @@ use sqlx::AnyPool;
 use sqlx::{Any, Executor};
 
 use crate::secrets::Sealer;
+use sqlite_writer::SqliteWriter;
 
 pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
 pub use endpoints::{DisabledEndpoint, EndpointPatch, EndpointRow, NewEndpoint};
@@ -134,6 +139,9 @@ pub struct Store {
     backend: Backend,
     writer: AnyPool,
     reader: AnyPool,
+    /// SQLite only: the thread that runs the hot writes (appends, claims,
+    /// attempt records) as whole transactions, committing them in groups.
+    sqlite: Option<SqliteWriter>,
     /// Seals secrets on the way in and opens them on the way out, so the
     /// rest of the code sees plaintext and the database never does.
     sealer: Sealer,
@@ -166,7 +174,7 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal);
         let native = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&native)
@@ -188,10 +196,12 @@ impl Store {
         };
         let writer = pool(1).connect(url).await?;
         let reader = pool(4).connect(url).await?;
+        let hot_writer = SqliteWriter::start(options.get_filename())?;
         Ok(Self {
             backend: Backend::Sqlite,
             writer,
             reader,
+            sqlite: Some(hot_writer),
             sealer,
         })
     }
@@ -218,12 +228,23 @@ impl Store {
             backend: Backend::Postgres,
             writer: pool.clone(),
             reader: pool,
+            sqlite: None,
             sealer,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Begins a transaction for writing. On SQLite it takes the write lock
+    /// at once (`BEGIN IMMEDIATE`), so that it waits its turn behind the hot
+    /// writer thread instead of failing when its snapshot turns stale.
+    async fn begin_write(&self) -> StoreResult<sqlx::Transaction<'static, Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
+        })
     }
 
     /// Is the database reachable?

@@ -92,7 +92,7 @@ impl Store {
     where
         F: Fn(&str, &str) -> Result<Option<String>, OpenError>,
     {
-        let mut tx = self.writer.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut changed = 0;
         for col in &SECRET_COLUMNS {
             let (table, key, column) = (col.table, col.key, col.column);

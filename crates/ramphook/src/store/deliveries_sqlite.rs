@@ -1,0 +1,92 @@
+//! The dispatcher's writes on SQLite (claim, record), each one job on the
+//! writer thread (sqlite_writer.rs) instead of a hand-off per statement.
+
+use rusqlite::Connection;
+
+use super::deliveries::{
+    last_outcome_per_endpoint, targets_sql, AttemptResult, ClaimedRow, TargetRow, MARK_FAILING, MARK_HEALTHY,
+};
+use super::sqlite_sql::{execute, query_all};
+use super::StoreResult;
+
+const INSERT_ATTEMPT: &str = "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body)
+     VALUES ($1, $2, $3, $4, $5, $6)";
+/// Only a still-pending delivery changes: one failed meanwhile (its endpoint
+/// deleted) stays failed.
+const RECORD_OUTCOME: &str = "UPDATE deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3,
+         locked_until = NULL, last_status_code = $4
+     WHERE id = $1 AND status = 'pending'";
+
+/// Runs the claim statement `sql` and reads the claimed deliveries' targets.
+pub(super) fn claim(
+    conn: &Connection,
+    sql: &str,
+    now: i64,
+    lease_ms: i64,
+    limit: u32,
+    skip: &[String],
+) -> StoreResult<(Vec<ClaimedRow>, Vec<TargetRow>)> {
+    let limit = i64::from(limit);
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now, &lease_ms, &limit];
+    values.extend(skip.iter().map(|s| s as &dyn rusqlite::ToSql));
+    let claimed = query_all(conn, sql, &values, |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+        ))
+    })?;
+    if claimed.is_empty() {
+        return Ok((claimed, Vec::new()));
+    }
+    let mut endpoint_ids: Vec<&String> = claimed.iter().map(|row: &ClaimedRow| &row.6).collect();
+    endpoint_ids.sort();
+    endpoint_ids.dedup();
+    let values: Vec<&dyn rusqlite::ToSql> = endpoint_ids.iter().map(|id| *id as &dyn rusqlite::ToSql).collect();
+    let targets = query_all(conn, &targets_sql(values.len()), &values, |r| {
+        Ok(TargetRow {
+            id: r.get(0)?,
+            url: r.get(1)?,
+            secret: r.get(2)?,
+            previous_secret: r.get(3)?,
+            previous_secret_expires_at: r.get(4)?,
+        })
+    })?;
+    Ok((claimed, targets))
+}
+
+/// Writes each attempt and its delivery's new state, then endpoint health.
+pub(super) fn record(conn: &Connection, results: &[AttemptResult], now: i64) -> StoreResult<()> {
+    for r in results {
+        let status_code = r.status_code.map(i64::from);
+        execute(
+            conn,
+            INSERT_ATTEMPT,
+            &[
+                &r.delivery_id,
+                &r.at,
+                &status_code,
+                &r.duration_ms,
+                &r.error,
+                &r.response_body,
+            ],
+        )?;
+        execute(
+            conn,
+            RECORD_OUTCOME,
+            &[&r.delivery_id, &r.new_status, &r.next_attempt_at, &status_code],
+        )?;
+    }
+    for (endpoint_id, healthy) in last_outcome_per_endpoint(results) {
+        if healthy {
+            execute(conn, MARK_HEALTHY, &[&endpoint_id])?;
+        } else {
+            execute(conn, MARK_FAILING, &[&endpoint_id, &now])?;
+        }
+    }
+    Ok(())
+}
