@@ -95,12 +95,15 @@ pub(super) const INSERT_EVENT: &str =
 /// One statement for the whole fan-out: a delivery per enabled endpoint
 /// subscribed to the event (event_types is NULL = all, or a JSON array of
 /// names). Delivery ids are the event's id plus the endpoint's seq.
+/// "Contains the quoted name" is `replace(…) <> …`, which both databases
+/// speak; `LIKE $7` would make SQLite re-prepare the statement on every run
+/// (a bound LIKE pattern may change its query plan).
 pub(super) const INSERT_DELIVERIES: &str =
     "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
                              next_attempt_at, created_at)
      SELECT $1 || CAST(e.seq AS TEXT), $2, e.id, e.partner_id, $3, $4, $5, 'pending', $5, $5
      FROM endpoints e
-     WHERE e.partner_id = $6 AND e.enabled = 1 AND (e.event_types IS NULL OR e.event_types LIKE $7)
+     WHERE e.partner_id = $6 AND e.enabled = 1 AND (e.event_types IS NULL OR replace(e.event_types, $7, '') <> e.event_types)
      ORDER BY e.seq";
 
 /// What a stored key means for this request: its answer (same request) or a
@@ -179,13 +182,13 @@ impl Store {
         &self,
         new: NewOrder,
         idem: Option<&Idempotency>,
-        render: impl FnOnce(&OrderRow) -> (u16, String) + Send + 'static,
+        render: impl Fn(&OrderRow) -> (u16, String) + Send + 'static,
     ) -> StoreResult<Replayable<(OrderRow, u16, String)>> {
         let order = new_order_row(new, now_ms());
         if let Some(writer) = &self.sqlite {
             let idem = idem.cloned();
             return writer
-                .write(move |conn| super::orders_sqlite::create_order(conn, order, idem.as_ref(), render))
+                .write(move |conn| super::orders_sqlite::create_order(conn, order.clone(), idem.as_ref(), &render))
                 .await;
         }
         let mut tx = self.begin_write().await?;
@@ -252,7 +255,7 @@ impl Store {
         tx_hash: Option<String>,
         reason: Option<String>,
         idem: Option<&Idempotency>,
-        render: impl FnOnce(&EventRow, &OrderRow) -> (u16, String) + Send + 'static,
+        render: impl Fn(&EventRow, &OrderRow) -> (u16, String) + Send + 'static,
     ) -> StoreResult<Replayable<(AppendOutcome, u16, String)>> {
         if let Some(writer) = &self.sqlite {
             let (order_id, idem) = (order_id.to_owned(), idem.cloned());
@@ -262,10 +265,10 @@ impl Store {
                         conn,
                         &order_id,
                         event_name,
-                        tx_hash,
-                        reason,
+                        tx_hash.clone(),
+                        reason.clone(),
                         idem.as_ref(),
-                        render,
+                        &render,
                     )
                 })
                 .await;
@@ -382,9 +385,9 @@ pub(super) fn delivery_id_prefix(event: &EventRow) -> String {
     format!("dlv_{}_", event.id.trim_start_matches("evt_"))
 }
 
-/// Matches the event's name in an endpoint's JSON array of event types.
+/// The event's name as it appears in an endpoint's JSON array of event types.
 pub(super) fn subscription_pattern(event: &EventRow) -> String {
-    format!("%\"{}\"%", event.event_name)
+    format!("\"{}\"", event.event_name)
 }
 
 /// Builds a new order's row (status `awaiting_payment`).

@@ -18,7 +18,7 @@ pub(super) fn create_order(
     conn: &Connection,
     order: OrderRow,
     idem: Option<&Idempotency>,
-    render: impl FnOnce(&OrderRow) -> (u16, String),
+    render: &impl Fn(&OrderRow) -> (u16, String),
 ) -> StoreResult<Replayable<(OrderRow, u16, String)>> {
     if let Some(replay) = stored_answer(conn, idem)? {
         return Ok(replay);
@@ -54,7 +54,7 @@ pub(super) fn append_event(
     tx_hash: Option<String>,
     reason: Option<String>,
     idem: Option<&Idempotency>,
-    render: impl FnOnce(&EventRow, &OrderRow) -> (u16, String),
+    render: &impl Fn(&EventRow, &OrderRow) -> (u16, String),
 ) -> StoreResult<Replayable<(AppendOutcome, u16, String)>> {
     if let Some(replay) = stored_answer(conn, idem)? {
         return Ok(replay);

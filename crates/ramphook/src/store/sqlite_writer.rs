@@ -5,10 +5,12 @@
 //! sqlx's SQLite thread, and on this kind of machine those wake-ups cost more
 //! than SQLite's own work (docs/PERFORMANCE.md). Here a job (an event append,
 //! a claim, a batch of attempt results) is one message, and the thread runs
-//! every job waiting in its queue inside one transaction, each under its own
-//! savepoint: a failing job rolls back only its own writes, and a commit (the
-//! WAL append) is paid once per batch — group commit. No crate offers this
-//! on top of rusqlite, so it is written here; it is a few dozen lines.
+//! every job waiting in its queue inside one transaction and commits once —
+//! group commit. If one job fails, that transaction is rolled back and each
+//! job of the batch runs again in a transaction of its own, so a failing job
+//! never takes others' writes with it (jobs are `Fn` for that; savepoints
+//! per job would do the same but cost a sub-journal copy of every page).
+//! No crate offers this on top of rusqlite, so it is written here.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -24,22 +26,49 @@ use super::{StoreError, StoreResult};
 /// of the first job in it).
 const MAX_BATCH: usize = 256;
 
-/// What a job left behind once run: did it succeed (else its savepoint is
-/// rolled back), and how to hand its answer over once the commit is known.
-struct Ran {
-    ok: bool,
-    answer: Box<dyn FnOnce(Option<StoreError>) + Send>,
+/// A unit of work and the caller waiting for its answer.
+trait Job: Send {
+    /// Runs the work (again, if it ran in a batch that was rolled back);
+    /// `true` if it succeeded.
+    fn run(&mut self, conn: &Connection) -> bool;
+    /// Hands the last run's result over, or `error` (the commit failed).
+    fn answer(self: Box<Self>, error: Option<StoreError>);
 }
 
-/// A job gets the connection inside its savepoint, or the error that kept
-/// its transaction from beginning (then it only answers that error).
-type Job = Box<dyn FnOnce(Result<&Connection, StoreError>) -> Ran + Send>;
+struct Task<F, R> {
+    work: F,
+    result: Option<StoreResult<R>>,
+    reply: oneshot::Sender<StoreResult<R>>,
+}
+
+impl<F, R> Job for Task<F, R>
+where
+    F: Fn(&Connection) -> StoreResult<R> + Send,
+    R: Send,
+{
+    fn run(&mut self, conn: &Connection) -> bool {
+        let result = catch_unwind(AssertUnwindSafe(|| (self.work)(conn)))
+            .unwrap_or_else(|_| Err(StoreError::Other("a database write panicked".into())));
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn answer(self: Box<Self>, error: Option<StoreError>) {
+        let result = match (error, self.result) {
+            (Some(err), _) => Err(err),
+            (None, Some(result)) => result,
+            (None, None) => Err(StoreError::Other("a database write was never run".into())),
+        };
+        let _ = self.reply.send(result);
+    }
+}
 
 /// A handle to the writer thread; cheap to clone. The thread ends when the
 /// last handle is dropped.
 #[derive(Clone)]
 pub struct SqliteWriter {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Box<dyn Job>>,
 }
 
 impl SqliteWriter {
@@ -50,7 +79,7 @@ impl SqliteWriter {
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .map_err(to_store_error)?;
         conn.set_prepared_statement_cache_capacity(64);
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
             .spawn(move || run(conn, queue))
@@ -60,30 +89,21 @@ impl SqliteWriter {
 
     /// Runs `work` in a write transaction on the writer thread and answers
     /// its result once that transaction has committed. An `Err` from `work`
-    /// undoes its writes (and only its own).
+    /// undoes its writes (and only its own). `work` may run more than once
+    /// (see the module's note); only the last run's writes are committed.
     pub async fn write<R, F>(&self, work: F) -> StoreResult<R>
     where
         R: Send + 'static,
-        F: FnOnce(&Connection) -> StoreResult<R> + Send + 'static,
+        F: Fn(&Connection) -> StoreResult<R> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let result = conn.and_then(|conn| {
-                catch_unwind(AssertUnwindSafe(|| work(conn)))
-                    .unwrap_or_else(|_| Err(StoreError::Other("a database write panicked".into())))
-            });
-            Ran {
-                ok: result.is_ok(),
-                answer: Box::new(move |commit_error| {
-                    let _ = reply.send(match commit_error {
-                        Some(err) => Err(err),
-                        None => result,
-                    });
-                }),
-            }
-        });
+        let task = Task {
+            work,
+            result: None,
+            reply,
+        };
         self.jobs
-            .send(job)
+            .send(Box::new(task))
             .map_err(|_| StoreError::Unavailable("the SQLite writer has stopped".into()))?;
         answer
             .await
@@ -92,7 +112,7 @@ impl SqliteWriter {
 }
 
 /// The thread: take what is queued, run it in one transaction, commit, answer.
-fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
+fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -101,43 +121,58 @@ fn run(conn: Connection, queue: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
-            // Not started: run nothing, answer every job with the error.
-            let err = to_store_error(err);
-            tracing::warn!(error = %err, "SQLite write transaction could not begin");
-            for job in batch {
-                (job(Err(clone_error(&err))).answer)(None);
+        if batch.len() > 1 {
+            match run_together(&conn, &mut batch) {
+                Ok(()) => {
+                    batch.into_iter().for_each(|job| job.answer(None));
+                    continue;
+                }
+                // Rolled back: fall through and give each job its own go.
+                Err(err) => tracing::debug!(error = %err, "a batched write failed; running its jobs one by one"),
             }
-            continue;
         }
-        let mut answers = Vec::with_capacity(batch.len());
-        for job in batch {
-            let savepoint = conn.execute_batch("SAVEPOINT job");
-            let ran = job(Ok(&conn));
-            let closed = if ran.ok {
-                conn.execute_batch("RELEASE job")
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
-            };
-            if let Err(err) = savepoint.and(closed) {
-                tracing::error!(error = %err, "SQLite savepoint failed");
-            }
-            answers.push(ran.answer);
-        }
-        let commit_error = conn.execute_batch("COMMIT").err().map(|err| {
-            let _ = conn.execute_batch("ROLLBACK");
-            to_store_error(err)
-        });
-        for answer in answers {
-            answer(commit_error.as_ref().map(clone_error));
+        for mut job in batch {
+            let error = run_alone(&conn, job.as_mut()).err();
+            job.answer(error);
         }
     }
 }
 
-fn clone_error(err: &StoreError) -> StoreError {
-    match err {
-        StoreError::Unavailable(why) => StoreError::Unavailable(why.clone()),
-        StoreError::Other(why) => StoreError::Other(why.clone()),
+/// Runs `jobs` in one transaction and commits it; rolls back (and answers
+/// `Err`) if any job fails or the transaction cannot begin or commit.
+fn run_together(conn: &Connection, jobs: &mut [Box<dyn Job>]) -> StoreResult<()> {
+    statement(conn, "BEGIN IMMEDIATE")?;
+    for job in jobs.iter_mut() {
+        if !job.run(conn) {
+            rollback(conn);
+            return Err(StoreError::Other("a job failed".into()));
+        }
+    }
+    statement(conn, "COMMIT").inspect_err(|_| rollback(conn))
+}
+
+/// Runs one job in its own transaction. A failing job is rolled back and
+/// keeps its own error (answers `Ok`); `Err` is a failed begin or commit.
+fn run_alone(conn: &Connection, job: &mut dyn Job) -> StoreResult<()> {
+    statement(conn, "BEGIN IMMEDIATE")?;
+    if job.run(conn) {
+        statement(conn, "COMMIT").inspect_err(|_| rollback(conn))
+    } else {
+        rollback(conn);
+        Ok(())
+    }
+}
+
+fn statement(conn: &Connection, sql: &str) -> StoreResult<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        if let Err(err) = statement(conn, "ROLLBACK") {
+            tracing::error!(error = %err, "SQLite rollback failed");
+        }
     }
 }
 
