@@ -81,7 +81,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let alerts = delivery::alerts::Alerts::new(config.ops_webhook_url.as_ref().map(|u| u.to_string()));
     let dispatcher = Dispatcher {
         store: store.clone(),
-        sender: Sender::new(guard.clone(), config.delivery_timeout),
+        sender: Sender::new(guard.clone(), config.delivery_timeout, config.max_in_flight as usize),
         schedule: config.retry_schedule.clone(),
         wakeup: wakeup.clone(),
         alerts: alerts.clone(),
