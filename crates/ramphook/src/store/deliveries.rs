@@ -395,7 +395,7 @@ impl Store {
         .execute(&self.writer)
         .await?
         .rows_affected();
-        self.notify_dispatchers(&self.writer).await?;
+        self.notify_dispatchers();
         Ok(changed == 1)
     }
 
@@ -422,7 +422,7 @@ impl Store {
         .bind(now)
         .execute(&self.writer)
         .await?;
-        self.notify_dispatchers(&self.writer).await?;
+        self.notify_dispatchers();
         Ok(id)
     }
 
@@ -446,7 +446,7 @@ impl Store {
         .execute(&self.writer)
         .await?
         .rows_affected();
-        self.notify_dispatchers(&self.writer).await?;
+        self.notify_dispatchers();
         Ok(requeued)
     }
 

@@ -13,6 +13,7 @@ mod deliveries;
 mod deliveries_sqlite;
 mod endpoints;
 mod orders;
+mod orders_postgres;
 mod orders_sqlite;
 mod partners;
 mod secrets;
@@ -21,6 +22,7 @@ mod sqlite_writer;
 mod validation;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::AnyPoolOptions;
@@ -28,6 +30,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::AnyPool;
 use sqlx::{Any, Executor};
+use tokio::sync::Notify;
 
 use crate::secrets::Sealer;
 use sqlite_writer::SqliteWriter;
@@ -142,6 +145,9 @@ pub struct Store {
     /// SQLite only: the thread that runs the hot writes (appends, claims,
     /// attempt records) as whole transactions, committing them in groups.
     sqlite: Option<SqliteWriter>,
+    /// PostgreSQL only: wakes the task that sends `NOTIFY` to every
+    /// instance. Writes in quick succession share one notification.
+    pg_wake: Option<Arc<Notify>>,
     /// Seals secrets on the way in and opens them on the way out, so the
     /// rest of the code sees plaintext and the database never does.
     sealer: Sealer,
@@ -202,6 +208,7 @@ impl Store {
             writer,
             reader,
             sqlite: Some(hot_writer),
+            pg_wake: None,
             sealer,
         })
     }
@@ -224,11 +231,14 @@ impl Store {
             .acquire_timeout(settings.acquire_timeout)
             .connect(url)
             .await?;
+        let pg_wake = Arc::new(Notify::new());
+        tokio::spawn(announce_new_work(pool.clone(), pg_wake.clone()));
         Ok(Self {
             backend: Backend::Postgres,
             writer: pool.clone(),
             reader: pool,
             sqlite: None,
+            pg_wake: Some(pg_wake),
             sealer,
         })
     }
@@ -254,21 +264,37 @@ impl Store {
     }
 
     /// On PostgreSQL, tells every instance's dispatcher that there is new
-    /// work (delivered when the surrounding transaction commits). In-process
-    /// wake-ups cover SQLite, where there is one process.
-    async fn notify_dispatchers<'e, E: Executor<'e, Database = Any>>(&self, executor: E) -> StoreResult<()> {
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(WAKE_CHANNEL)
-                .execute(executor)
-                .await?;
+    /// work, once the write has committed (in-process wake-ups cover
+    /// SQLite, where there is one process). Coalesced: see `pg_wake`.
+    fn notify_dispatchers(&self) {
+        if let Some(wake) = &self.pg_wake {
+            wake.notify_one();
         }
-        Ok(())
     }
 
     pub async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;
+    }
+}
+
+/// Sends `NOTIFY` on the wake channel each time it is woken. While one is
+/// on its way, further wake-ups collapse into the next one, so a burst of
+/// events costs a notification or two, not a round trip each.
+async fn announce_new_work(pool: AnyPool, wake: Arc<Notify>) {
+    loop {
+        wake.notified().await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(WAKE_CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            // Other instances still poll every second.
+            tracing::warn!(error = %err, "could not notify other instances of new work");
+        }
     }
 }
 

@@ -2,9 +2,9 @@
 //! event and one delivery per subscribed endpoint commit together or not at
 //! all. Idempotency records live in the same transaction.
 
-use sqlx::{Any, Transaction};
+use sqlx::Any;
 
-use super::{Backend, Store, StoreError, StoreResult};
+use super::{Store, StoreError, StoreResult};
 use crate::domain::ids::new_id;
 use crate::domain::order::{apply, Direction, EventName, InvalidTransition, OrderStatus};
 use crate::domain::time::now_ms;
@@ -124,7 +124,7 @@ pub(super) fn replay_of<T>(found: Option<(String, i64, String)>, idem: &Idempote
 /// Looks the key up inside the write transaction. Two requests with one key
 /// can both miss only on PostgreSQL (SQLite writes are serialised); then the
 /// later one's `remember` finds the key taken and the request is replayed.
-async fn idempotent_replay<'e, T, E: sqlx::Executor<'e, Database = Any>>(
+pub(super) async fn idempotent_replay<'e, T, E: sqlx::Executor<'e, Database = Any>>(
     executor: E,
     idem: Option<&Idempotency>,
 ) -> StoreResult<Option<Replayable<T>>> {
@@ -137,35 +137,10 @@ async fn idempotent_replay<'e, T, E: sqlx::Executor<'e, Database = Any>>(
     Ok(replay_of(found, idem))
 }
 
-/// Stores the answer under the key; `false` if a concurrent request with the
-/// same key committed first (the caller rolls back and replays that one).
-async fn remember(
-    tx: &mut Transaction<'_, Any>,
-    idem: Option<&Idempotency>,
-    status: u16,
-    body: &str,
-) -> StoreResult<bool> {
-    if let Some(idem) = idem {
-        let stored = sqlx::query(INSERT_IDEMPOTENCY)
-            .bind(&idem.scope)
-            .bind(&idem.key)
-            .bind(&idem.request_hash)
-            .bind(status as i64)
-            .bind(body)
-            .bind(now_ms())
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-        return Ok(stored == 1);
-    }
-    Ok(true)
-}
-
 impl Store {
     /// The answer of the concurrent request that stored the key first.
-    async fn replay_race_winner<T>(&self, idem: Option<&Idempotency>) -> StoreResult<Replayable<T>> {
-        let mut tx = self.begin_write().await?;
-        idempotent_replay(&mut *tx, idem)
+    pub(super) async fn replay_race_winner<T>(&self, idem: Option<&Idempotency>) -> StoreResult<Replayable<T>> {
+        idempotent_replay(&self.writer, idem)
             .await?
             .ok_or_else(|| StoreError::Other("idempotency key vanished after a conflict".into()))
     }
@@ -191,33 +166,7 @@ impl Store {
                 .write(move |conn| super::orders_sqlite::create_order(conn, order.clone(), idem.as_ref(), &render))
                 .await;
         }
-        let mut tx = self.begin_write().await?;
-        if let Some(replay) = idempotent_replay(&mut *tx, idem).await? {
-            return Ok(replay);
-        }
-        sqlx::query(INSERT_ORDER)
-            .bind(&order.id)
-            .bind(&order.partner_id)
-            .bind(&order.email)
-            .bind(&order.direction)
-            .bind(&order.status)
-            .bind(&order.fiat_currency)
-            .bind(&order.fiat_amount)
-            .bind(&order.crypto_currency)
-            .bind(&order.crypto_amount)
-            .bind(&order.wallet_address)
-            .bind(order.created_at)
-            .bind(order.updated_at)
-            .bind(order.expires_at)
-            .execute(&mut *tx)
-            .await?;
-        let (status, body) = render(&order);
-        if !remember(&mut tx, idem, status, &body).await? {
-            drop(tx);
-            return self.replay_race_winner(idem).await;
-        }
-        tx.commit().await?;
-        Ok(Replayable::Fresh((order, status, body)))
+        super::orders_postgres::create_order(self, order, idem, render).await
     }
 
     pub async fn get_order(&self, id: &str) -> StoreResult<Option<(OrderRow, Vec<EventRow>)>> {
@@ -273,34 +222,7 @@ impl Store {
                 })
                 .await;
         }
-        let mut tx = self.begin_write().await?;
-        if self.backend == Backend::Postgres {
-            // Concurrent events of one order (several instances) queue here,
-            // so each sees the status (and idempotency key) the last one left.
-            sqlx::query("SELECT id FROM orders WHERE id = $1 FOR UPDATE")
-                .bind(order_id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        if let Some(replay) = idempotent_replay(&mut *tx, idem).await? {
-            return Ok(replay);
-        }
-        let outcome = append_in(&mut tx, order_id, event_name, tx_hash, reason).await?;
-        let (status, body) = match &outcome {
-            AppendOutcome::Appended { event, order } => {
-                let (status, body) = render(event, order);
-                if !remember(&mut tx, idem, status, &body).await? {
-                    drop(tx);
-                    return self.replay_race_winner(idem).await;
-                }
-                self.notify_dispatchers(&mut *tx).await?;
-                tx.commit().await?;
-                (status, body)
-            }
-            // Refusals are not remembered: nothing was written.
-            _ => (0, String::new()),
-        };
-        Ok(Replayable::Fresh((outcome, status, body)))
+        super::orders_postgres::append_event(self, order_id, event_name, tx_hash, reason, idem, render).await
     }
 
     /// When the next awaiting order expires, if any.
@@ -328,20 +250,7 @@ impl Store {
         if let Some(writer) = &self.sqlite {
             return writer.write(move |conn| super::orders_sqlite::expire(conn, &due)).await;
         }
-        let mut tx = self.begin_write().await?;
-        let mut expired = 0;
-        for id in &due {
-            if let AppendOutcome::Appended { .. } =
-                append_in(&mut tx, id, EventName::PaymentExpired, None, None).await?
-            {
-                expired += 1;
-            }
-        }
-        if expired > 0 {
-            self.notify_dispatchers(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(expired)
+        super::orders_postgres::expire(self, &due).await
     }
 }
 
@@ -407,57 +316,4 @@ fn new_order_row(new: NewOrder, now: i64) -> OrderRow {
         updated_at: now,
         expires_at: now + new.expires_in_ms,
     }
-}
-
-/// The outbox write: order update (conditional on its current status), event
-/// row, and a delivery per enabled endpoint subscribed to the event.
-async fn append_in(
-    tx: &mut Transaction<'_, Any>,
-    order_id: &str,
-    event_name: EventName,
-    tx_hash: Option<String>,
-    reason: Option<String>,
-) -> StoreResult<AppendOutcome> {
-    let order: Option<OrderRow> = sqlx::query_as(SELECT_ORDER)
-        .bind(order_id)
-        .fetch_optional(&mut **tx)
-        .await?;
-    let Some(mut order) = order else {
-        return Ok(AppendOutcome::NoSuchOrder);
-    };
-    let (from, event) = match plan_append(&mut order, event_name, tx_hash, reason, now_ms()) {
-        Ok(planned) => planned,
-        Err(invalid) => return Ok(AppendOutcome::Invalid(invalid)),
-    };
-    let changed = sqlx::query(UPDATE_ORDER_STATUS)
-        .bind(&order.status)
-        .bind(order.updated_at)
-        .bind(order_id)
-        .bind(from.as_str())
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-    if changed != 1 {
-        return Ok(lost_race(from, event_name));
-    }
-    sqlx::query(INSERT_EVENT)
-        .bind(&event.id)
-        .bind(&event.order_id)
-        .bind(&event.event_name)
-        .bind(&event.tx_hash)
-        .bind(&event.reason)
-        .bind(event.time_stamp)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(INSERT_DELIVERIES)
-        .bind(delivery_id_prefix(&event))
-        .bind(&event.id)
-        .bind(order_id)
-        .bind(&event.event_name)
-        .bind(event.time_stamp)
-        .bind(&order.partner_id)
-        .bind(subscription_pattern(&event))
-        .execute(&mut **tx)
-        .await?;
-    Ok(AppendOutcome::Appended { event, order })
 }
