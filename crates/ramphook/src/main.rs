@@ -3,6 +3,11 @@
 
 use ramphook::config::{parse_cli, Command};
 
+/// glibc's malloc was ~15% of the server's time under load (perf, see
+/// docs/PERFORMANCE.md); mimalloc's thread-local free lists cost far less.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     let cli = parse_cli();
