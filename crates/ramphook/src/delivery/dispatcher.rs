@@ -117,16 +117,20 @@ impl Dispatcher {
             }
             let stale = this.start_waiting(&mut waiting, &running);
             this.release(&stale).await;
-            if claimed_count < free as usize {
+            if claimed_count == 0 {
+                // Nothing claimable now: sleep until the next due time (or a
+                // wake-up). Having claimed some but fewer than asked, do not
+                // look it up: recording what was claimed wakes the loop soon.
                 let mut skip = lanes.lock().unwrap().full();
                 skip.extend(waiting.keys().cloned());
                 let next = this.store.next_due_at(&skip).await.ok().flatten();
-                let floor = if claimed_count == 0 { now_ms() + 5 } else { now_ms() };
                 let until = next
                     .unwrap_or(i64::MAX)
-                    .max(floor)
+                    .max(now_ms() + 5)
                     .min(now_ms() + POLL_FALLBACK.as_millis() as i64);
                 this.idle(&shutdown, until).await;
+            } else if claimed_count < free as usize {
+                this.idle(&shutdown, now_ms() + POLL_FALLBACK.as_millis() as i64).await;
             }
         }
 
