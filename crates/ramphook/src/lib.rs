@@ -20,8 +20,6 @@ pub mod validation;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Notify;
-
 use config::ServeConfig;
 use delivery::dispatcher::{Dispatcher, Wakeup};
 use delivery::sender::Sender;
@@ -70,7 +68,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // One keep-alive client for every validation callback, built once.
     let validator = validation::Validator::new(guard.clone());
     let wakeup = Wakeup::default();
-    let new_order = Arc::new(Notify::new());
+    let expiry_alarm = Arc::new(expiry::ExpiryAlarm::default());
     let shutdown = shutdown::on_signal();
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -109,7 +107,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     ));
     let expiry = tokio::spawn(expiry::run(
         store.clone(),
-        new_order.clone(),
+        expiry_alarm.clone(),
         wakeup.clone(),
         shutdown.clone(),
     ));
@@ -137,7 +135,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         admin_token,
         guard,
         deliveries: wakeup,
-        new_order,
+        expiry: expiry_alarm,
         metrics,
         validator,
     };

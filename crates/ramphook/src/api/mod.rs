@@ -23,10 +23,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::Notify;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::delivery::dispatcher::Wakeup;
+use crate::expiry::ExpiryAlarm;
 use crate::net_guard::NetGuard;
 use crate::store::Store;
 use crate::validation::Validator;
@@ -38,7 +38,7 @@ pub struct AppState {
     pub admin_token: Arc<str>,
     pub guard: NetGuard,
     pub deliveries: Wakeup,
-    pub new_order: Arc<Notify>,
+    pub expiry: Arc<ExpiryAlarm>,
     pub metrics: PrometheusHandle,
     pub validator: Validator,
     pub limits: Limits,

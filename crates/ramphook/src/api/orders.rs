@@ -254,8 +254,8 @@ pub async fn create(
         )
     };
     match state.store.create_order(new, idem.as_ref(), render).await? {
-        Replayable::Fresh((_, status, body)) => {
-            state.new_order.notify_one();
+        Replayable::Fresh((order, status, body)) => {
+            state.expiry.order_created(order.expires_at);
             Ok(json_response(status, body))
         }
         Replayable::Replay { status, body } => Ok(json_response(status, body)),
