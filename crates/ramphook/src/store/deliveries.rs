@@ -103,31 +103,46 @@ pub(super) type ClaimedRow = (String, String, String, String, i64, i64, String);
 
 /// The claim: `$1` now, `$2` the lease, `$3` the limit, `$4…` endpoints to skip.
 fn claim_sql(backend: Backend, skipped: usize) -> String {
-    let skip_clause = if skipped == 0 {
-        String::new()
-    } else {
-        format!("AND d.endpoint_id NOT IN ({})", placeholders(4, skipped))
-    };
     // On PostgreSQL several instances claim at once: skip rows another
     // instance is claiming instead of waiting for it.
     let lock = match backend {
         Backend::Sqlite => "",
-        Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
     };
     format!(
         "UPDATE deliveries SET locked_until = $1 + $2
          WHERE seq IN (
-             SELECT d.seq FROM deliveries d
-             WHERE d.status = 'pending' AND d.next_attempt_at <= $1
+             SELECT d.seq FROM {from_lanes_with_room}
+               AND d.next_attempt_at <= $1
                AND (d.locked_until IS NULL OR d.locked_until <= $1)
                AND NOT EXISTS (SELECT 1 FROM deliveries e
                                WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
                                  AND e.status = 'pending' AND e.seq < d.seq)
-               AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1)
-               {skip_clause}
              ORDER BY d.next_attempt_at, d.seq
              LIMIT $3 {lock})
-         RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id"
+         RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id",
+        from_lanes_with_room = from_lanes_with_room(backend, 4, skipped),
+    )
+}
+
+/// `FROM … WHERE …` of the pending deliveries `d` of enabled endpoints `p`
+/// not among the `skipped` ones (bound from `$first_skip`). Driven from the
+/// endpoints through `deliveries_endpoint_due`, so the rows of skipped
+/// endpoints — a timing-out partner's pile — are never read. SQLite's
+/// `CROSS JOIN` keeps that order; PostgreSQL's planner picks it by itself.
+fn from_lanes_with_room(backend: Backend, first_skip: usize, skipped: usize) -> String {
+    let join = match backend {
+        Backend::Sqlite => "CROSS JOIN",
+        Backend::Postgres => "JOIN",
+    };
+    let skip_clause = if skipped == 0 {
+        String::new()
+    } else {
+        format!("AND p.id NOT IN ({})", placeholders(first_skip, skipped))
+    };
+    format!(
+        "endpoints p {join} deliveries d ON d.endpoint_id = p.id
+         WHERE p.enabled = 1 {skip_clause} AND d.status = 'pending'"
     )
 }
 
@@ -303,20 +318,13 @@ impl Store {
     /// The earliest time a pending delivery (first of its lane, endpoint not
     /// in `skip`) becomes due, counting leases.
     pub async fn next_due_at(&self, skip: &[String]) -> StoreResult<Option<i64>> {
-        let skip_clause = if skip.is_empty() {
-            String::new()
-        } else {
-            format!("AND d.endpoint_id NOT IN ({})", placeholders(1, skip.len()))
-        };
         let sql = format!(
             "SELECT MIN(CASE WHEN d.locked_until > d.next_attempt_at THEN d.locked_until ELSE d.next_attempt_at END)
-             FROM deliveries d
-             WHERE d.status = 'pending'
+             FROM {from_lanes_with_room}
                AND NOT EXISTS (SELECT 1 FROM deliveries e
                                WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
-                                 AND e.status = 'pending' AND e.seq < d.seq)
-               AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1)
-               {skip_clause}"
+                                 AND e.status = 'pending' AND e.seq < d.seq)",
+            from_lanes_with_room = from_lanes_with_room(self.backend, 1, skip.len()),
         );
         let mut query = sqlx::query_scalar(&sql);
         for endpoint in skip {
