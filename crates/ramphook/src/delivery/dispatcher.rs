@@ -99,7 +99,12 @@ impl Dispatcher {
             }
             let mut skip = lanes.lock().unwrap().full();
             skip.extend(waiting.keys().cloned());
-            let claimed = match this.store.claim_due(free, this.lease.as_millis() as i64, &skip).await {
+            let lease_ms = this.lease.as_millis() as i64;
+            let claimed = match this
+                .store
+                .claim_due(free, this.max_in_flight_per_endpoint, lease_ms, &skip)
+                .await
+            {
                 Ok(claimed) => claimed,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming deliveries failed; retrying");

@@ -101,49 +101,63 @@ fn value_rows(rows: usize, columns: usize) -> String {
 /// order_id, event_name, time_stamp, attempts, endpoint_id.
 pub(super) type ClaimedRow = (String, String, String, String, i64, i64, String);
 
-/// The claim: `$1` now, `$2` the lease, `$3` the limit, `$4…` endpoints to skip.
+/// The claim: `$1` now, `$2` the lease, `$3` the limit; on SQLite `$4` the
+/// limit per endpoint. `skip` endpoints are bound after those.
+///
+/// On SQLite, claims start from the endpoints with room: per endpoint, up to
+/// `$4` claimable rows are read in due order through
+/// `deliveries_endpoint_due` (a correlated `LIMIT` on the rowid, SQLite's
+/// LATERAL), and the oldest `$3` of those are claimed. Rows of skipped
+/// endpoints — a timing-out partner's pile — are never read. On PostgreSQL
+/// the claim walks `deliveries_due` in due order: the per-endpoint form
+/// made its planner (on statistics of a table that was empty a moment ago)
+/// check order FIFO through the wrong index, thousands of rows per row.
+/// Several instances claim at once there: rows another instance is
+/// claiming are skipped, not waited for.
 fn claim_sql(backend: Backend, skipped: usize) -> String {
-    // On PostgreSQL several instances claim at once: skip rows another
-    // instance is claiming instead of waiting for it.
-    let lock = match backend {
-        Backend::Sqlite => "",
-        Backend::Postgres => "FOR UPDATE OF d SKIP LOCKED",
-    };
-    format!(
-        "UPDATE deliveries SET locked_until = $1 + $2
-         WHERE seq IN (
-             SELECT d.seq FROM {from_lanes_with_room}
-               AND d.next_attempt_at <= $1
-               AND (d.locked_until IS NULL OR d.locked_until <= $1)
-               AND NOT EXISTS (SELECT 1 FROM deliveries e
-                               WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
-                                 AND e.status = 'pending' AND e.seq < d.seq)
-             ORDER BY d.next_attempt_at, d.seq
-             LIMIT $3 {lock})
-         RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id",
-        from_lanes_with_room = from_lanes_with_room(backend, 4, skipped),
-    )
+    let returning = "RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id";
+    let first_in_lane = "NOT EXISTS (SELECT 1 FROM deliveries e
+                             WHERE e.endpoint_id = x.endpoint_id AND e.order_id = x.order_id
+                               AND e.status = 'pending' AND e.seq < x.seq)";
+    let claimable = format!(
+        "x.status = 'pending' AND x.next_attempt_at <= $1
+         AND (x.locked_until IS NULL OR x.locked_until <= $1) AND {first_in_lane}"
+    );
+    match backend {
+        Backend::Sqlite => format!(
+            "UPDATE deliveries SET locked_until = $1 + $2
+             WHERE seq IN (
+                 SELECT d.seq FROM endpoints p CROSS JOIN deliveries d ON d.seq IN (
+                     SELECT x.seq FROM deliveries x WHERE x.endpoint_id = p.id AND {claimable}
+                     ORDER BY x.next_attempt_at, x.seq LIMIT $4)
+                 WHERE p.enabled = 1 {skip}
+                 ORDER BY d.next_attempt_at, d.seq
+                 LIMIT $3)
+             {returning}",
+            skip = skip_clause("p.id", 5, skipped),
+        ),
+        Backend::Postgres => format!(
+            "UPDATE deliveries SET locked_until = $1 + $2
+             WHERE seq IN (
+                 SELECT x.seq FROM deliveries x
+                 WHERE {claimable}
+                   AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = x.endpoint_id AND p.enabled = 1)
+                   {skip}
+                 ORDER BY x.next_attempt_at, x.seq
+                 LIMIT $3 FOR UPDATE SKIP LOCKED)
+             {returning}",
+            skip = skip_clause("x.endpoint_id", 4, skipped),
+        ),
+    }
 }
 
-/// `FROM … WHERE …` of the pending deliveries `d` of enabled endpoints `p`
-/// not among the `skipped` ones (bound from `$first_skip`). Driven from the
-/// endpoints through `deliveries_endpoint_due`, so the rows of skipped
-/// endpoints — a timing-out partner's pile — are never read. SQLite's
-/// `CROSS JOIN` keeps that order; PostgreSQL's planner picks it by itself.
-fn from_lanes_with_room(backend: Backend, first_skip: usize, skipped: usize) -> String {
-    let join = match backend {
-        Backend::Sqlite => "CROSS JOIN",
-        Backend::Postgres => "JOIN",
-    };
-    let skip_clause = if skipped == 0 {
+/// `AND {column} NOT IN ($first, …)` for `skipped` endpoints, or nothing.
+fn skip_clause(column: &str, first: usize, skipped: usize) -> String {
+    if skipped == 0 {
         String::new()
     } else {
-        format!("AND p.id NOT IN ({})", placeholders(first_skip, skipped))
-    };
-    format!(
-        "endpoints p {join} deliveries d ON d.endpoint_id = p.id
-         WHERE p.enabled = 1 {skip_clause} AND d.status = 'pending'"
-    )
+        format!("AND {column} NOT IN ({})", placeholders(first, skipped))
+    }
 }
 
 /// The targets (URL and sealed secrets) of `count` claimed deliveries' endpoints.
@@ -177,17 +191,28 @@ impl Store {
     /// Leases up to `limit` due deliveries. A delivery waits while an earlier
     /// one of the same order to the same endpoint is still pending, so an
     /// order's events reach each endpoint in order, also across retries.
-    /// Endpoints in `skip` (their lanes are full) are left for later.
-    pub async fn claim_due(&self, limit: u32, lease_ms: i64, skip: &[String]) -> StoreResult<Vec<ClaimedDelivery>> {
+    /// Endpoints in `skip` (their lanes are full) are left for later. On
+    /// SQLite at most `per_endpoint` (a lane's room) are taken from any one
+    /// endpoint (see `claim_sql`).
+    pub async fn claim_due(
+        &self,
+        limit: u32,
+        per_endpoint: u32,
+        lease_ms: i64,
+        skip: &[String],
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
         let now = now_ms();
         let sql = claim_sql(self.backend, skip.len());
         let (claimed, endpoints) = if let Some(writer) = &self.sqlite {
             let skip = skip.to_vec();
             writer
-                .write(move |conn| super::deliveries_sqlite::claim(conn, &sql, now, lease_ms, limit, &skip))
+                .write(move |conn| {
+                    super::deliveries_sqlite::claim(conn, &sql, now, lease_ms, limit, per_endpoint, &skip)
+                })
                 .await?
         } else {
-            let mut query = sqlx::query_as(&sql).bind(now).bind(lease_ms).bind(limit as i64);
+            // PostgreSQL's claim has no per-endpoint limit (see `claim_sql`).
+            let mut query = sqlx::query_as(&sql).bind(now).bind(lease_ms).bind(i64::from(limit));
             for endpoint in skip {
                 query = query.bind(endpoint);
             }
@@ -318,13 +343,26 @@ impl Store {
     /// The earliest time a pending delivery (first of its lane, endpoint not
     /// in `skip`) becomes due, counting leases.
     pub async fn next_due_at(&self, skip: &[String]) -> StoreResult<Option<i64>> {
+        // On SQLite, read from the endpoints with room (see `claim_sql`): a
+        // full lane's pile is not scanned.
+        let from = match self.backend {
+            Backend::Sqlite => format!(
+                "endpoints p CROSS JOIN deliveries d ON d.endpoint_id = p.id
+                 WHERE p.enabled = 1 {}",
+                skip_clause("p.id", 1, skip.len())
+            ),
+            Backend::Postgres => format!(
+                "deliveries d
+                 WHERE EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1) {}",
+                skip_clause("d.endpoint_id", 1, skip.len())
+            ),
+        };
         let sql = format!(
             "SELECT MIN(CASE WHEN d.locked_until > d.next_attempt_at THEN d.locked_until ELSE d.next_attempt_at END)
-             FROM {from_lanes_with_room}
+             FROM {from} AND d.status = 'pending'
                AND NOT EXISTS (SELECT 1 FROM deliveries e
                                WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
-                                 AND e.status = 'pending' AND e.seq < d.seq)",
-            from_lanes_with_room = from_lanes_with_room(self.backend, 1, skip.len()),
+                                 AND e.status = 'pending' AND e.seq < d.seq)"
         );
         let mut query = sqlx::query_scalar(&sql);
         for endpoint in skip {

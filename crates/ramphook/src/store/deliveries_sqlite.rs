@@ -24,10 +24,11 @@ pub(super) fn claim(
     now: i64,
     lease_ms: i64,
     limit: u32,
+    per_endpoint: u32,
     skip: &[String],
 ) -> StoreResult<(Vec<ClaimedRow>, Vec<TargetRow>)> {
-    let limit = i64::from(limit);
-    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now, &lease_ms, &limit];
+    let (limit, per_endpoint) = (i64::from(limit), i64::from(per_endpoint));
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now, &lease_ms, &limit, &per_endpoint];
     values.extend(skip.iter().map(|s| s as &dyn rusqlite::ToSql));
     let claimed = query_all(conn, sql, &values, |r| {
         Ok((

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use ramphook::domain::order::EventName;
 use ramphook::domain::time::now_ms;
+use ramphook::store::Backend;
 
 use crate::harness::*;
 
@@ -15,6 +16,7 @@ on_both_backends!(
     release_makes_it_claimable_at_once,
     concurrent_claimers_never_share_a_delivery,
     next_due_at_follows_due_times_leases_and_order,
+    a_claim_takes_at_most_a_lane_per_endpoint_and_skips_full_lanes,
 );
 
 /// A partner with one endpoint and `n` orders, each with a payment_received
@@ -34,7 +36,7 @@ async fn queued(store: &ramphook::store::Store, n: usize) -> (String, String, Ve
 async fn a_leased_delivery_is_not_claimed_again(db: Db) {
     let store = db.open().await;
     let (_, _, ids) = queued(&store, 3).await;
-    let first = store.claim_due(2, LONG_LEASE_MS, &[]).await.unwrap();
+    let first = store.claim_due(2, 2, LONG_LEASE_MS, &[]).await.unwrap();
     assert_eq!(first.len(), 2, "claim_due honours its limit");
     let rest = claim_ids(&store, LONG_LEASE_MS).await;
     assert_eq!(rest.len(), 1);
@@ -93,7 +95,7 @@ async fn concurrent_claimers_never_share_a_delivery(db: Db) {
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
             loop {
-                let got = store.claim_due(2, LONG_LEASE_MS, &[]).await.unwrap();
+                let got = store.claim_due(2, 2, LONG_LEASE_MS, &[]).await.unwrap();
                 if got.is_empty() {
                     return mine;
                 }
@@ -157,4 +159,43 @@ async fn next_due_at_follows_due_times_leases_and_order(db: Db) {
         .await
         .unwrap();
     assert_eq!(store.next_due_at(&[]).await.unwrap(), None, "nothing is pending");
+}
+
+async fn a_claim_takes_at_most_a_lane_per_endpoint_and_skips_full_lanes(db: Db) {
+    let store = db.open().await;
+    let p = partner(&store).await;
+    let first = endpoint(&store, &p, None).await;
+    let second = endpoint(&store, &p, None).await;
+    for _ in 0..5 {
+        let o = order(&store, &p).await;
+        event(&store, &o, EventName::PaymentReceived).await;
+    }
+    // Ten due (five per endpoint). SQLite takes at most a lane's room (two)
+    // per endpoint; PostgreSQL's claim has no per-endpoint cap.
+    let claimed = store.claim_due(4, 2, LONG_LEASE_MS, &[]).await.unwrap();
+    let per = |e: &str| claimed.iter().filter(|c| c.endpoint_id == e).count();
+    if store.backend() == Backend::Sqlite {
+        assert_eq!((per(&first), per(&second)), (2, 2), "{claimed:?}");
+    } else {
+        assert_eq!(claimed.len(), 4, "{claimed:?}");
+    }
+    let left_for_second = 5 - per(&second);
+    let left_for_first = 5 - per(&first);
+
+    // A skipped endpoint (its lane is full) gives nothing, the other its room.
+    let claimed = store
+        .claim_due(10, 10, LONG_LEASE_MS, std::slice::from_ref(&first))
+        .await
+        .unwrap();
+    assert!(claimed.iter().all(|c| c.endpoint_id == second), "{claimed:?}");
+    assert_eq!(claimed.len(), left_for_second);
+    let both = [first.clone(), second.clone()];
+    assert_eq!(
+        store.next_due_at(&both).await.unwrap(),
+        None,
+        "skipped endpoints' rows (some due now) must not count"
+    );
+    let rest = store.claim_due(10, 10, LONG_LEASE_MS, &[]).await.unwrap();
+    assert_eq!(rest.len(), left_for_first);
+    assert!(rest.iter().all(|c| c.endpoint_id == first));
 }

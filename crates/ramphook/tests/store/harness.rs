@@ -212,7 +212,7 @@ pub async fn delivery_of(store: &Store, partner: &str, event: &EventRow) -> Deli
 
 /// Claims whatever is due (up to 100) under a lease of `lease_ms`.
 pub async fn claim(store: &Store, lease_ms: i64) -> Vec<ClaimedDelivery> {
-    store.claim_due(100, lease_ms, &[]).await.unwrap()
+    store.claim_due(100, 100, lease_ms, &[]).await.unwrap()
 }
 
 /// The ids of what `claim` got, sorted.
