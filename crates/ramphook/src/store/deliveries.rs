@@ -202,6 +202,8 @@ impl Store {
         skip: &[String],
     ) -> StoreResult<Vec<ClaimedDelivery>> {
         let now = now_ms();
+        // More than `limit` from one endpoint is never needed.
+        let per_endpoint = per_endpoint.min(limit);
         let sql = claim_sql(self.backend, skip.len());
         let (claimed, endpoints) = if let Some(writer) = &self.sqlite {
             let skip = skip.to_vec();
