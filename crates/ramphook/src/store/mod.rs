@@ -2,12 +2,15 @@
 //! delivery outbox and its attempt log, validation callback configurations —
 //! on SQLite (the default) or PostgreSQL, with one set of queries.
 //!
-//! Queries go through sqlx's `Any` driver and are written once, in SQL both
-//! databases speak (`$1` placeholders, integers for times and flags); the few
-//! places that differ ask `self.backend`. On SQLite, writes go through a pool
-//! of exactly one connection, so writers queue in-process instead of meeting
-//! "database is locked"; reads use a separate pool in WAL mode. On
-//! PostgreSQL one pool serves both, and several instances may share it.
+//! Queries are written once, in SQL both databases speak (`$1` placeholders,
+//! integers for times and flags); the few places that differ ask
+//! `self.backend`. On SQLite the hot writes (appends, claims, attempt
+//! records) run as whole jobs on one writer thread (`sqlite_writer.rs`,
+//! via rusqlite, `*_sqlite.rs`); the other writes go through a sqlx pool of
+//! one connection that takes the write lock up front (`BEGIN IMMEDIATE`),
+//! and reads through a pool of readers, in WAL mode. On PostgreSQL one sqlx
+//! (`Any`) pool serves everything (appends in `orders_postgres.rs`), and
+//! several instances may share the database.
 
 mod deliveries;
 mod deliveries_sqlite;
