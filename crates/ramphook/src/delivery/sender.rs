@@ -65,18 +65,18 @@ pub struct Sender {
 }
 
 impl Sender {
-    /// `max_connections_per_host`: idle connections kept per host. Several
-    /// endpoints may share a host, so this is the global in-flight bound: a
+    /// `max_idle_per_host`: idle connections kept per host. Several
+    /// endpoints may share a host, so pass the global in-flight bound: a
     /// lower one closes and reopens connections under load (a connect per
     /// webhook).
-    pub fn new(guard: NetGuard, timeout: Duration, max_connections_per_host: usize) -> Self {
+    pub fn new(guard: NetGuard, timeout: Duration, max_idle_per_host: usize) -> Self {
         let client = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .redirect(reqwest::redirect::Policy::none())
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(max_connections_per_host)
+            .pool_max_idle_per_host(max_idle_per_host)
             .tcp_nodelay(true)
             .no_proxy()
             .dns_resolver(guard.resolver())

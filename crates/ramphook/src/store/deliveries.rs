@@ -169,6 +169,15 @@ pub(super) fn targets_sql(count: usize) -> String {
     )
 }
 
+/// The distinct endpoints of a claim (a batch often holds many deliveries
+/// to one endpoint; its target is read once).
+pub(super) fn claimed_endpoints(claimed: &[ClaimedRow]) -> Vec<&String> {
+    let mut ids: Vec<&String> = claimed.iter().map(|row| &row.6).collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
 pub(super) const MARK_HEALTHY: &str =
     "UPDATE endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL";
 pub(super) const MARK_FAILING: &str = "UPDATE endpoints SET failing_since = $2 WHERE id = $1 AND failing_since IS NULL";
@@ -222,10 +231,11 @@ impl Store {
             if claimed.is_empty() {
                 return Ok(Vec::new());
             }
-            let sql = targets_sql(claimed.len());
+            let endpoint_ids = claimed_endpoints(&claimed);
+            let sql = targets_sql(endpoint_ids.len());
             let mut query = sqlx::query_as(&sql);
-            for row in &claimed {
-                query = query.bind(&row.6);
+            for id in endpoint_ids {
+                query = query.bind(id);
             }
             let endpoints: Vec<TargetRow> = query.fetch_all(&self.reader).await?;
             (claimed, endpoints)

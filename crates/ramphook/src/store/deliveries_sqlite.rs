@@ -4,7 +4,8 @@
 use rusqlite::Connection;
 
 use super::deliveries::{
-    last_outcome_per_endpoint, targets_sql, AttemptResult, ClaimedRow, TargetRow, MARK_FAILING, MARK_HEALTHY,
+    claimed_endpoints, last_outcome_per_endpoint, targets_sql, AttemptResult, ClaimedRow, TargetRow, MARK_FAILING,
+    MARK_HEALTHY,
 };
 use super::sqlite_sql::{execute, query_all};
 use super::StoreResult;
@@ -44,10 +45,10 @@ pub(super) fn claim(
     if claimed.is_empty() {
         return Ok((claimed, Vec::new()));
     }
-    let mut endpoint_ids: Vec<&String> = claimed.iter().map(|row: &ClaimedRow| &row.6).collect();
-    endpoint_ids.sort();
-    endpoint_ids.dedup();
-    let values: Vec<&dyn rusqlite::ToSql> = endpoint_ids.iter().map(|id| *id as &dyn rusqlite::ToSql).collect();
+    let values: Vec<&dyn rusqlite::ToSql> = claimed_endpoints(&claimed)
+        .into_iter()
+        .map(|id| id as &dyn rusqlite::ToSql)
+        .collect();
     let targets = query_all(conn, &targets_sql(values.len()), &values, |r| {
         Ok(TargetRow {
             id: r.get(0)?,
