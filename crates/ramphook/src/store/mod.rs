@@ -9,8 +9,9 @@
 //! via rusqlite, `*_sqlite.rs`); the other writes go through a sqlx pool of
 //! one connection that takes the write lock up front (`BEGIN IMMEDIATE`),
 //! and reads through a pool of readers, in WAL mode. On PostgreSQL one sqlx
-//! (`Any`) pool serves everything (appends in `orders_postgres.rs`), and
-//! several instances may share the database.
+//! (`Any`) pool serves everything (appends in `orders_postgres.rs`, written
+//! in groups by `pg_appender.rs`), and several instances may share the
+//! database.
 
 mod deliveries;
 mod deliveries_sqlite;
@@ -19,6 +20,7 @@ mod orders;
 mod orders_postgres;
 mod orders_sqlite;
 mod partners;
+mod pg_appender;
 mod secrets;
 mod sqlite_sql;
 mod sqlite_writer;
@@ -36,6 +38,7 @@ use sqlx::{Any, Executor};
 use tokio::sync::Notify;
 
 use crate::secrets::Sealer;
+use pg_appender::PgAppender;
 use sqlite_writer::SqliteWriter;
 
 pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
@@ -151,6 +154,9 @@ pub struct Store {
     /// PostgreSQL only: wakes the task that sends `NOTIFY` to every
     /// instance. Writes in quick succession share one notification.
     pg_wake: Option<Arc<Notify>>,
+    /// PostgreSQL only: the task that writes concurrent event appends as
+    /// one statement.
+    pg_appender: Option<PgAppender>,
     /// Seals secrets on the way in and opens them on the way out, so the
     /// rest of the code sees plaintext and the database never does.
     sealer: Sealer,
@@ -212,6 +218,7 @@ impl Store {
             reader,
             sqlite: Some(hot_writer),
             pg_wake: None,
+            pg_appender: None,
             sealer,
         })
     }
@@ -236,12 +243,14 @@ impl Store {
             .await?;
         let pg_wake = Arc::new(Notify::new());
         tokio::spawn(announce_new_work(pool.clone(), pg_wake.clone()));
+        let pg_appender = PgAppender::start(pool.clone());
         Ok(Self {
             backend: Backend::Postgres,
             writer: pool.clone(),
             reader: pool,
             sqlite: None,
             pg_wake: Some(pg_wake),
+            pg_appender: Some(pg_appender),
             sealer,
         })
     }

@@ -1,8 +1,9 @@
 //! The order writes on PostgreSQL, each one statement after its reads: the
 //! order's guarded status change, its event, the fan-out of deliveries and
-//! the idempotency record are one chain of CTEs, atomic as any statement.
-//! An append costs two round trips (three with an `Idempotency-Key`) instead
-//! of a transaction of eight, which is what PostgreSQL's time went to.
+//! the idempotency record are one chain of CTEs, atomic as any statement
+//! (appends share theirs with whatever else is waiting: `pg_appender.rs`).
+//! An append costs a read and its group's statement (and a key lookup with
+//! an `Idempotency-Key`) instead of a transaction of eight.
 //!
 //! Concurrency: the status change is conditional on the status the plan was
 //! made from. If another request (or instance) moved the order first, the
@@ -14,30 +15,13 @@ use super::orders::{
     delivery_id_prefix, idempotent_replay, lost_race, plan_append, subscription_pattern, AppendOutcome, EventRow,
     Idempotency, OrderRow, Replayable, INSERT_ORDER, SELECT_ORDER,
 };
+use super::pg_appender::PlannedAppend;
 use super::{Store, StoreResult};
 use crate::domain::order::EventName;
 use crate::domain::time::now_ms;
 
 /// Plans made again after losing a race before the event is refused.
 const MAX_PLANS: usize = 4;
-
-const APPEND: &str = "WITH moved AS (
-         UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4 RETURNING partner_id
-     ), event AS (
-         INSERT INTO events (id, order_id, event_name, tx_hash, reason, time_stamp)
-         SELECT $5, $3, $6, $7, $8, $2 FROM moved
-     ), fanout AS (
-         INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
-                                 next_attempt_at, created_at)
-         SELECT $9 || CAST(e.seq AS TEXT), $5, e.id, e.partner_id, $3, $6, $2, 'pending', $2, $2
-         FROM endpoints e JOIN moved m ON e.partner_id = m.partner_id
-         WHERE e.enabled = 1 AND (e.event_types IS NULL OR replace(e.event_types, $10, '') <> e.event_types)
-         ORDER BY e.seq
-     ), remembered AS (
-         INSERT INTO idempotency (scope, key, request_hash, status, body, created_at)
-         SELECT $11, $12, $13, $14, $15, $2 FROM moved WHERE CAST($11 AS TEXT) IS NOT NULL
-     )
-     SELECT COUNT(*) FROM moved";
 
 const CREATE_REMEMBERED: &str = "WITH created AS (
          INSERT INTO orders (id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency,
@@ -125,26 +109,26 @@ pub(super) async fn append_event(
             }
         };
         let (status, body) = render(&event, &order);
-        let moved: Result<i64, sqlx::Error> = sqlx::query_scalar(APPEND)
-            .bind(&order.status)
-            .bind(order.updated_at)
-            .bind(order_id)
-            .bind(from.as_str())
-            .bind(&event.id)
-            .bind(&event.event_name)
-            .bind(&event.tx_hash)
-            .bind(&event.reason)
-            .bind(delivery_id_prefix(&event))
-            .bind(subscription_pattern(&event))
-            .bind(idem.map(|i| i.scope.as_str()))
-            .bind(idem.map(|i| i.key.as_str()))
-            .bind(idem.map(|i| i.request_hash.as_str()))
-            .bind(i64::from(status))
-            .bind(&body)
-            .fetch_one(&store.writer)
-            .await;
-        match moved {
-            Ok(1) => {
+        let planned = PlannedAppend {
+            order_id: order_id.to_owned(),
+            from_status: from.as_str().to_owned(),
+            new_status: order.status.clone(),
+            at: order.updated_at,
+            event_id: event.id.clone(),
+            event_name: event.event_name.clone(),
+            tx_hash: event.tx_hash.clone(),
+            reason: event.reason.clone(),
+            delivery_prefix: delivery_id_prefix(&event),
+            pattern: subscription_pattern(&event),
+            idem_scope: idem.map(|i| i.scope.clone()),
+            idem_key: idem.map(|i| i.key.clone()),
+            idem_request_hash: idem.map(|i| i.request_hash.clone()),
+            answer_status: i64::from(status),
+            answer_body: body.clone(),
+        };
+        let appender = store.pg_appender.as_ref().expect("PostgreSQL stores have an appender");
+        match appender.append(planned).await {
+            Ok(true) => {
                 store.notify_dispatchers();
                 return Ok(Replayable::Fresh((
                     AppendOutcome::Appended { event, order },
@@ -153,7 +137,7 @@ pub(super) async fn append_event(
                 )));
             }
             // The order moved meanwhile: plan again from where it is now.
-            Ok(_) => last_from = Some(from),
+            Ok(false) => last_from = Some(from),
             Err(err) if idem.is_some() && is_unique_violation(&err) => return store.replay_race_winner(idem).await,
             Err(err) => return Err(err.into()),
         }

@@ -12,6 +12,7 @@ on_both_backends!(
     create_order_replays_the_same_request_and_refuses_another,
     append_event_replays_without_a_second_event,
     concurrent_requests_with_one_key_create_one_order,
+    concurrent_appends_to_many_orders_each_happen_once,
 );
 
 fn key(scope: &str, key: &str, hash: &str) -> Idempotency {
@@ -154,4 +155,82 @@ async fn concurrent_requests_with_one_key_create_one_order(db: Db) {
     let orders = stores[0].user_orders(&p, "alice@example.com", 10).await.unwrap();
     let ids: Vec<_> = orders.iter().map(|o| o.id.clone()).collect();
     assert_eq!(ids, fresh_ids, "one order exists, the one answered");
+}
+
+/// Many orders at once, each appended to by three requests at a time, on
+/// two instances where PostgreSQL is used: appends to different orders share
+/// a statement there, the same order's wait for the next one, and a key
+/// another instance stored first re-runs the append alone. Without a key,
+/// one request per order wins and the others are refused; with one, every
+/// request gets the winner's answer. Each event is written once.
+async fn concurrent_appends_to_many_orders_each_happen_once(db: Db) {
+    let stores = db.instances().await;
+    let p = partner(&stores[0]).await;
+    endpoint(&stores[0], &p, None).await;
+    let mut orders = Vec::new();
+    for _ in 0..12 {
+        orders.push(order(&stores[0], &p).await);
+    }
+    let three_at_once = |event: EventName, keyed: bool| {
+        let mut tasks = Vec::new();
+        for copy in 0..3 {
+            for (i, o) in orders.iter().enumerate() {
+                let store = stores[(i + copy) % stores.len()].clone();
+                let o = o.clone();
+                tasks.push(tokio::spawn(async move {
+                    let k = keyed.then(|| key(&format!("events:{o}"), event.as_str(), "same-hash"));
+                    let answer = store
+                        .append_event(&o, event, None, None, k.as_ref(), |e, _| (201, e.id.clone()))
+                        .await
+                        .unwrap();
+                    let body = match answer {
+                        Replayable::Fresh((AppendOutcome::Appended { event, .. }, _, body)) => {
+                            assert_eq!(event.id, body);
+                            Some(body)
+                        }
+                        Replayable::Fresh(_) => None,
+                        Replayable::Replay { status, body } => {
+                            assert_eq!(status, 201);
+                            Some(body)
+                        }
+                        Replayable::KeyReused => panic!("order {o}: the same request was called KeyReused"),
+                    };
+                    (o, body)
+                }));
+            }
+        }
+        tasks
+    };
+    let mut answers = std::collections::HashMap::<String, Vec<Option<String>>>::new();
+    for task in three_at_once(EventName::PaymentReceived, false) {
+        let (o, body) = task.await.unwrap();
+        answers.entry(o).or_default().push(body);
+    }
+    for task in three_at_once(EventName::CryptoTxSent, true) {
+        let (o, body) = task.await.unwrap();
+        answers.entry(o).or_default().push(body);
+    }
+    let store = &stores[0];
+    for o in &orders {
+        let (row, events) = store.get_order(o).await.unwrap().unwrap();
+        assert_eq!(row.status, "crypto_sent");
+        let ids: Vec<Option<String>> = events.iter().map(|e| Some(e.id.clone())).collect();
+        assert_eq!(ids.len(), 2, "order {o}: {ids:?}");
+        let (unkeyed, keyed) = answers[o].split_at(3);
+        let winners: Vec<_> = unkeyed.iter().filter(|body| body.is_some()).collect();
+        assert_eq!(
+            winners,
+            [&ids[0]],
+            "order {o}: one request appends, the others are refused"
+        );
+        assert!(
+            keyed.iter().all(|body| *body == ids[1]),
+            "order {o}: {keyed:?} vs {ids:?}"
+        );
+        let filter = ramphook::store::DeliveryFilter {
+            order_id: Some(o.clone()),
+            ..Default::default()
+        };
+        assert_eq!(deliveries(store, &p, &filter).await.len(), 2, "order {o}");
+    }
 }
