@@ -128,7 +128,10 @@ impl Dispatcher {
                 // look it up: recording what was claimed wakes the loop soon.
                 let mut skip = lanes.lock().unwrap().full();
                 skip.extend(waiting.keys().cloned());
-                let next = this.store.next_due_at(&skip).await.ok().flatten();
+                let next = this.store.next_due_at(&skip).await.unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "looking up the next due delivery failed; polling");
+                    None
+                });
                 let until = next
                     .unwrap_or(i64::MAX)
                     .max(now_ms() + 5)

@@ -101,34 +101,31 @@ fn value_rows(rows: usize, columns: usize) -> String {
 /// order_id, event_name, time_stamp, attempts, endpoint_id.
 pub(super) type ClaimedRow = (String, String, String, String, i64, i64, String);
 
-/// The claim: `$1` now, `$2` the lease, `$3` the limit; on SQLite `$4` the
-/// limit per endpoint. `skip` endpoints are bound after those.
+/// The claim: `$1` now, `$2` the lease, `$3` the limit, `$4` the limit per
+/// endpoint; `skip` endpoints are bound after those.
 ///
-/// On SQLite, claims start from the endpoints with room: per endpoint, up to
-/// `$4` claimable rows are read in due order through
-/// `deliveries_endpoint_due` (a correlated `LIMIT` on the rowid, SQLite's
-/// LATERAL), and the oldest `$3` of those are claimed. Rows of skipped
-/// endpoints — a timing-out partner's pile — are never read. On PostgreSQL
-/// the claim walks `deliveries_due` in due order: the per-endpoint form
-/// made its planner (on statistics of a table that was empty a moment ago)
-/// check order FIFO through the wrong index, thousands of rows per row.
-/// Several instances claim at once there: rows another instance is
-/// claiming are skipped, not waited for.
+/// Claims start from the endpoints with room: per endpoint, up to `$4`
+/// claimable rows are read in due order through `deliveries_endpoint_due`,
+/// and the oldest `$3` of those are claimed. Rows of skipped endpoints — a
+/// timing-out partner's pile — are never read. SQLite says "per endpoint"
+/// with a correlated `LIMIT` on the rowid (it has no LATERAL), PostgreSQL
+/// with LATERAL. There, several instances claim at once: rows another
+/// instance is claiming are skipped, not waited for; and an order's first
+/// pending delivery is found as the lane's `MIN(seq)`, a shape only the lane
+/// index answers (as `NOT EXISTS` the planner, on the statistics of a table
+/// that was empty a moment ago, checked it through the wrong index).
 fn claim_sql(backend: Backend, skipped: usize) -> String {
+    let first_in_lane = first_in_lane(backend, "x");
     let returning = "RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id";
-    let first_in_lane = "NOT EXISTS (SELECT 1 FROM deliveries e
-                             WHERE e.endpoint_id = x.endpoint_id AND e.order_id = x.order_id
-                               AND e.status = 'pending' AND e.seq < x.seq)";
-    let claimable = format!(
-        "x.status = 'pending' AND x.next_attempt_at <= $1
-         AND (x.locked_until IS NULL OR x.locked_until <= $1) AND {first_in_lane}"
-    );
+    let due = "x.endpoint_id = p.id AND x.status = 'pending' AND x.next_attempt_at <= $1
+               AND (x.locked_until IS NULL OR x.locked_until <= $1)";
     match backend {
         Backend::Sqlite => format!(
             "UPDATE deliveries SET locked_until = $1 + $2
              WHERE seq IN (
                  SELECT d.seq FROM endpoints p CROSS JOIN deliveries d ON d.seq IN (
-                     SELECT x.seq FROM deliveries x WHERE x.endpoint_id = p.id AND {claimable}
+                     SELECT x.seq FROM deliveries x
+                     WHERE {due} AND {first_in_lane}
                      ORDER BY x.next_attempt_at, x.seq LIMIT $4)
                  WHERE p.enabled = 1 {skip}
                  ORDER BY d.next_attempt_at, d.seq
@@ -139,14 +136,32 @@ fn claim_sql(backend: Backend, skipped: usize) -> String {
         Backend::Postgres => format!(
             "UPDATE deliveries SET locked_until = $1 + $2
              WHERE seq IN (
-                 SELECT x.seq FROM deliveries x
-                 WHERE {claimable}
-                   AND EXISTS (SELECT 1 FROM endpoints p WHERE p.id = x.endpoint_id AND p.enabled = 1)
-                   {skip}
-                 ORDER BY x.next_attempt_at, x.seq
-                 LIMIT $3 FOR UPDATE SKIP LOCKED)
+                 SELECT d.seq FROM endpoints p CROSS JOIN LATERAL (
+                     SELECT x.seq, x.next_attempt_at FROM deliveries x
+                     WHERE {due} AND {first_in_lane}
+                     ORDER BY x.next_attempt_at, x.seq LIMIT $4
+                     FOR UPDATE SKIP LOCKED) d
+                 WHERE p.enabled = 1 {skip}
+                 ORDER BY d.next_attempt_at, d.seq
+                 LIMIT $3)
              {returning}",
-            skip = skip_clause("x.endpoint_id", 4, skipped),
+            skip = skip_clause("p.id", 5, skipped),
+        ),
+    }
+}
+
+/// "Pending delivery `d` is the first of its order's lane to its endpoint"
+/// (see `claim_sql` for why the two backends say it differently).
+fn first_in_lane(backend: Backend, d: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!(
+            "NOT EXISTS (SELECT 1 FROM deliveries e
+                         WHERE e.endpoint_id = {d}.endpoint_id AND e.order_id = {d}.order_id
+                           AND e.status = 'pending' AND e.seq < {d}.seq)"
+        ),
+        Backend::Postgres => format!(
+            "{d}.seq = (SELECT MIN(e.seq) FROM deliveries e
+                        WHERE e.endpoint_id = {d}.endpoint_id AND e.order_id = {d}.order_id AND e.status = 'pending')"
         ),
     }
 }
@@ -200,9 +215,9 @@ impl Store {
     /// Leases up to `limit` due deliveries. A delivery waits while an earlier
     /// one of the same order to the same endpoint is still pending, so an
     /// order's events reach each endpoint in order, also across retries.
-    /// Endpoints in `skip` (their lanes are full) are left for later. On
-    /// SQLite at most `per_endpoint` (a lane's room) are taken from any one
-    /// endpoint (see `claim_sql`).
+    /// Endpoints in `skip` (their lanes are full) are left for later; at
+    /// most `per_endpoint` (a lane's room) are taken from any one endpoint
+    /// (see `claim_sql`).
     pub async fn claim_due(
         &self,
         limit: u32,
@@ -222,8 +237,11 @@ impl Store {
                 })
                 .await?
         } else {
-            // PostgreSQL's claim has no per-endpoint limit (see `claim_sql`).
-            let mut query = sqlx::query_as(&sql).bind(now).bind(lease_ms).bind(i64::from(limit));
+            let mut query = sqlx::query_as(&sql)
+                .bind(now)
+                .bind(lease_ms)
+                .bind(i64::from(limit))
+                .bind(i64::from(per_endpoint));
             for endpoint in skip {
                 query = query.bind(endpoint);
             }
@@ -355,26 +373,14 @@ impl Store {
     /// The earliest time a pending delivery (first of its lane, endpoint not
     /// in `skip`) becomes due, counting leases.
     pub async fn next_due_at(&self, skip: &[String]) -> StoreResult<Option<i64>> {
-        // On SQLite, read from the endpoints with room (see `claim_sql`): a
-        // full lane's pile is not scanned.
-        let from = match self.backend {
-            Backend::Sqlite => format!(
-                "endpoints p CROSS JOIN deliveries d ON d.endpoint_id = p.id
-                 WHERE p.enabled = 1 {}",
-                skip_clause("p.id", 1, skip.len())
-            ),
-            Backend::Postgres => format!(
-                "deliveries d
-                 WHERE EXISTS (SELECT 1 FROM endpoints p WHERE p.id = d.endpoint_id AND p.enabled = 1) {}",
-                skip_clause("d.endpoint_id", 1, skip.len())
-            ),
-        };
+        // Read from the endpoints with room (see `claim_sql`): a full lane's
+        // pile is not scanned.
         let sql = format!(
             "SELECT MIN(CASE WHEN d.locked_until > d.next_attempt_at THEN d.locked_until ELSE d.next_attempt_at END)
-             FROM {from} AND d.status = 'pending'
-               AND NOT EXISTS (SELECT 1 FROM deliveries e
-                               WHERE e.endpoint_id = d.endpoint_id AND e.order_id = d.order_id
-                                 AND e.status = 'pending' AND e.seq < d.seq)"
+             FROM endpoints p JOIN deliveries d ON d.endpoint_id = p.id
+             WHERE p.enabled = 1 {skip} AND d.status = 'pending' AND {first_in_lane}",
+            skip = skip_clause("p.id", 1, skip.len()),
+            first_in_lane = first_in_lane(self.backend, "d"),
         );
         let mut query = sqlx::query_scalar(&sql);
         for endpoint in skip {

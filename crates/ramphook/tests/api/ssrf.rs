@@ -202,6 +202,16 @@ async fn addresses_allowed_before_are_refused_at_delivery_and_call_time(backend:
     let order = server.order(&pid, "on_ramp").await;
     server.event(&order, "payment_received").await;
     receiver.wait_for(2, Duration::from_secs(10)).await;
+    // Recorded, not only arrived: the restart below is a SIGKILL, and a
+    // delivery still leased would hold its order's next one back until the
+    // lease ran out.
+    let (server_ref, pid_ref) = (&server, &pid);
+    wait_until(
+        Duration::from_secs(10),
+        "both deliveries to be recorded",
+        || async move { server_ref.deliveries(pid_ref, "status=delivered").await.len() == 2 },
+    )
+    .await;
 
     let (other, _) = server.partner().await;
     let put = |pid: String, config: Value| {
