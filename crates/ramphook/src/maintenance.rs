@@ -1,7 +1,9 @@
-//! Background upkeep, once a second: disable endpoints that have failed
-//! without a break for `RAMPHOOK_DISABLE_AFTER`, and purge attempts, finished
+//! Background upkeep: once a second, disable endpoints that have failed
+//! without a break for `RAMPHOOK_DISABLE_AFTER`; and purge attempts, finished
 //! deliveries and idempotency records older than `RAMPHOOK_RETENTION` in
-//! small batches, so deliveries are never held up behind a big delete.
+//! small batches, so deliveries are never held up behind a big delete —
+//! batch after batch while there is a backlog, then only now and then (see
+//! `purge_pause`).
 
 use std::time::Duration;
 
@@ -21,6 +23,7 @@ pub async fn run(
     retention: Duration,
     shutdown: CancellationToken,
 ) {
+    let mut next_purge = now_ms();
     while !shutdown.is_cancelled() {
         let now = now_ms();
         let reason = format!("failing without a break for {}", humanize(disable_after));
@@ -31,21 +34,37 @@ pub async fn run(
             Ok(disabled) => disabled.iter().for_each(|endpoint| alerts.disabled(endpoint)),
             Err(err) => tracing::warn!(error = %err, "checking failing endpoints failed; retrying"),
         }
-        match store
-            .purge_before(now - retention.as_millis() as i64, PURGE_BATCH)
-            .await
-        {
-            Ok(0) => {}
-            Ok(purged) => {
+        if now >= next_purge {
+            let purged = store
+                .purge_before(now - retention.as_millis() as i64, PURGE_BATCH)
+                .await
+                .unwrap_or_else(|err| {
+                    tracing::warn!(error = %err, "retention purge failed; retrying");
+                    0
+                });
+            if purged > 0 {
                 metrics::counter!("ramphook_retention_purged_rows_total").increment(purged);
                 tracing::debug!(purged, "retention purge");
             }
-            Err(err) => tracing::warn!(error = %err, "retention purge failed; retrying"),
+            next_purge = now + purge_pause(retention, purged).as_millis() as i64;
         }
         tokio::select! {
             _ = tokio::time::sleep(TICK) => {}
             _ = shutdown.cancelled() => {}
         }
+    }
+}
+
+/// How long to wait before the next purge: none after a full batch (more
+/// may be waiting); else a tenth of the retention, between a second and a
+/// minute. Purging when there is nothing to purge was a query every second
+/// per table, tens of milliseconds each on a busy PostgreSQL; a record
+/// outlives its retention by at most that pause.
+fn purge_pause(retention: Duration, purged: u64) -> Duration {
+    if purged >= u64::from(PURGE_BATCH) {
+        Duration::ZERO
+    } else {
+        (retention / 10).clamp(TICK, Duration::from_secs(60))
     }
 }
 
@@ -69,5 +88,15 @@ mod tests {
         assert_eq!(humanize(Duration::from_secs(5 * 86_400)), "5d");
         assert_eq!(humanize(Duration::from_secs(36 * 3600)), "36h");
         assert_eq!(humanize(Duration::from_millis(250)), "250ms");
+    }
+
+    #[test]
+    fn purges_follow_a_backlog_and_pause_when_it_is_gone() {
+        let month = Duration::from_secs(30 * 86_400);
+        assert_eq!(purge_pause(month, u64::from(PURGE_BATCH)), Duration::ZERO);
+        assert_eq!(purge_pause(month, 3), Duration::from_secs(60));
+        assert_eq!(purge_pause(month, 0), Duration::from_secs(60));
+        assert_eq!(purge_pause(Duration::from_secs(1), 0), TICK);
+        assert_eq!(purge_pause(Duration::from_secs(300), 0), Duration::from_secs(30));
     }
 }
