@@ -21,6 +21,7 @@ mod orders_postgres;
 mod orders_sqlite;
 mod partners;
 mod pg_appender;
+mod read_cache;
 mod secrets;
 mod sqlite_sql;
 mod sqlite_writer;
@@ -39,6 +40,7 @@ use tokio::sync::Notify;
 
 use crate::secrets::Sealer;
 use pg_appender::PgAppender;
+use read_cache::ReadCache;
 use sqlite_writer::SqliteWriter;
 
 pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
@@ -46,6 +48,10 @@ pub use endpoints::{DisabledEndpoint, EndpointPatch, EndpointRow, NewEndpoint};
 pub use orders::{AppendOutcome, EventRow, Idempotency, NewOrder, OrderRow, Replayable};
 pub use partners::PartnerRow;
 pub use validation::ValidationRow;
+
+/// How long a validation configuration read is reused: the longest another
+/// instance may go on using a configuration changed elsewhere.
+pub const VALIDATION_CONFIG_FRESH_FOR: Duration = Duration::from_secs(1);
 
 /// The channel on which PostgreSQL instances wake each other's dispatchers.
 pub const WAKE_CHANNEL: &str = "ramphook_wake";
@@ -157,6 +163,11 @@ pub struct Store {
     /// PostgreSQL only: the task that writes concurrent event appends as
     /// one statement.
     pg_appender: Option<PgAppender>,
+    /// Partners as read (they never change and are never deleted).
+    partners: Arc<ReadCache<PartnerRow>>,
+    /// Validation configurations as read (or their absence), for
+    /// `VALIDATION_CONFIG_FRESH_FOR`; a change made here drops its entry.
+    validation_configs: Arc<ReadCache<Option<ValidationRow>>>,
     /// Seals secrets on the way in and opens them on the way out, so the
     /// rest of the code sees plaintext and the database never does.
     sealer: Sealer,
@@ -219,6 +230,8 @@ impl Store {
             sqlite: Some(hot_writer),
             pg_wake: None,
             pg_appender: None,
+            partners: Arc::new(ReadCache::new(Duration::MAX)),
+            validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
             sealer,
         })
     }
@@ -251,6 +264,8 @@ impl Store {
             sqlite: None,
             pg_wake: Some(pg_wake),
             pg_appender: Some(pg_appender),
+            partners: Arc::new(ReadCache::new(Duration::MAX)),
+            validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
             sealer,
         })
     }

@@ -1,5 +1,7 @@
 //! Partners and the hashes of their API keys.
 
+use std::time::Instant;
+
 use super::{Store, StoreResult};
 use crate::domain::time::now_ms;
 
@@ -27,13 +29,21 @@ impl Store {
         })
     }
 
+    /// The partner, from memory once read (partners never change and are
+    /// never deleted; one not found is looked for again next time).
     pub async fn get_partner(&self, id: &str) -> StoreResult<Option<PartnerRow>> {
-        Ok(
-            sqlx::query_as("SELECT id, name, created_at FROM partners WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.reader)
-                .await?,
-        )
+        if let Some(partner) = self.partners.get(id, Instant::now()) {
+            return Ok(Some(partner));
+        }
+        let generation = self.partners.generation();
+        let partner: Option<PartnerRow> = sqlx::query_as("SELECT id, name, created_at FROM partners WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await?;
+        if let Some(partner) = &partner {
+            self.partners.put(id, partner.clone(), generation, Instant::now());
+        }
+        Ok(partner)
     }
 
     /// The partner owning the API key with this hash.

@@ -1,5 +1,9 @@
-//! Validation callback configurations: one row per partner, read by primary
-//! key on every check. Portable SQL with `$n` placeholders (PostgreSQL-ready).
+//! Validation callback configurations: one row per partner, needed on every
+//! check and kept in memory for `VALIDATION_CONFIG_FRESH_FOR` once read (a
+//! change made through this store drops it at once). Portable SQL with `$n`
+//! placeholders (PostgreSQL-ready).
+
+use std::time::Instant;
 
 use super::{Store, StoreResult};
 use crate::domain::time::now_ms;
@@ -45,6 +49,7 @@ impl Store {
             .bind(now)
             .fetch_one(&self.writer)
             .await?;
+        self.validation_configs.invalidate(&row.partner_id);
         Ok(ValidationRow {
             auth: row.auth,
             ..stored
@@ -52,6 +57,17 @@ impl Store {
     }
 
     pub async fn get_validation(&self, partner_id: &str) -> StoreResult<Option<ValidationRow>> {
+        if let Some(config) = self.validation_configs.get(partner_id, Instant::now()) {
+            return Ok(config);
+        }
+        let generation = self.validation_configs.generation();
+        let config = self.read_validation(partner_id).await?;
+        self.validation_configs
+            .put(partner_id, config.clone(), generation, Instant::now());
+        Ok(config)
+    }
+
+    async fn read_validation(&self, partner_id: &str) -> StoreResult<Option<ValidationRow>> {
         let sql = format!("SELECT {COLUMNS} FROM validation_configs WHERE partner_id = $1");
         let row: Option<ValidationRow> = sqlx::query_as(&sql)
             .bind(partner_id)
@@ -71,6 +87,7 @@ impl Store {
             .execute(&self.writer)
             .await?
             .rows_affected();
+        self.validation_configs.invalidate(partner_id);
         Ok(deleted == 1)
     }
 }

@@ -16,3 +16,4 @@ mod fifo;
 mod idempotency;
 mod outbox;
 mod paging;
+mod validation_configs;
