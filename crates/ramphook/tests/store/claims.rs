@@ -15,7 +15,7 @@ on_both_backends!(
     an_expired_lease_makes_it_claimable,
     release_makes_it_claimable_at_once,
     concurrent_claimers_never_share_a_delivery,
-    next_due_at_follows_due_times_leases_and_order,
+    next_due_at_is_the_earliest_future_due_time,
     a_claim_takes_at_most_a_lane_per_endpoint_and_skips_full_lanes,
 );
 
@@ -116,42 +116,40 @@ async fn concurrent_claimers_never_share_a_delivery(db: Db) {
     }
 }
 
-async fn next_due_at_follows_due_times_leases_and_order(db: Db) {
+async fn next_due_at_is_the_earliest_future_due_time(db: Db) {
     let store = db.open().await;
     assert_eq!(store.next_due_at(&[]).await.unwrap(), None);
     let p = partner(&store).await;
-    endpoint(&store, &p, None).await;
+    let e = endpoint(&store, &p, None).await;
     let o = order(&store, &p).await;
     let received = event(&store, &o, EventName::PaymentReceived).await;
     let d1 = delivery_of(&store, &p, &received).await;
-    assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(d1.next_attempt_at));
-
-    // Leased: due when the lease runs out.
-    let before = now_ms();
+    // Due now: the claim takes it; there is nothing to wait for.
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), None);
     assert_eq!(claim_ids(&store, LONG_LEASE_MS).await, vec![d1.id.clone()]);
-    let due = store.next_due_at(&[]).await.unwrap().unwrap();
-    assert!(
-        due >= before + LONG_LEASE_MS && due <= now_ms() + LONG_LEASE_MS,
-        "next_due_at {due} is not the lease's end"
-    );
 
     // Retry scheduled in an hour; the next event of the order waits behind
-    // it, so it is not due before, though its own time has come.
+    // it (due now, not claimable): the hour is when to look again.
     let later = now_ms() + HOUR_MS;
     store
         .record_attempts(&[attempt(&d1.id, Some(503), "pending", later)])
         .await
         .unwrap();
     event(&store, &o, EventName::CryptoTxSent).await;
+    assert_eq!(claim(&store, LONG_LEASE_MS).await.len(), 0);
     assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(later));
+    assert_eq!(
+        store.next_due_at(std::slice::from_ref(&e)).await.unwrap(),
+        None,
+        "a skipped endpoint is not read"
+    );
 
-    // Once the first is delivered, the second is due (now).
+    // Once the first is delivered, the second is claimable at once.
     store
         .record_attempts(&[attempt(&d1.id, Some(200), "delivered", later)])
         .await
         .unwrap();
-    let due = store.next_due_at(&[]).await.unwrap().unwrap();
-    assert!(due <= now_ms(), "the unblocked delivery is due at {due}, after now");
+    assert_eq!(store.next_due_at(&[]).await.unwrap(), None);
     let d2 = claim(&store, LONG_LEASE_MS).await;
     assert_eq!(d2.len(), 1);
     store
