@@ -1,8 +1,9 @@
 //! Event appends on PostgreSQL, grouped: one task per instance takes every
 //! planned append waiting and writes them with one statement and one
-//! commit. PostgreSQL's time per append was mostly per statement and per
-//! commit (executor start, trigger and WAL-flush set-up, a round trip), not
-//! per row; a group of 32 costs little more than one.
+//! commit. Much of PostgreSQL's time per append went to the statement and
+//! the commit (executor start, a WAL flush, a round trip), not to the rows:
+//! in groups of about a dozen, an append took 0.11 ms of execution instead
+//! of 0.20 ms, and twelve shared one commit (pg_stat_statements, `single`).
 //!
 //! The appends travel as one JSON array (`json_to_recordset`): sqlx's `Any`
 //! driver, which the store speaks, cannot bind arrays. A group holds at
