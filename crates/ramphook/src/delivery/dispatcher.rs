@@ -17,7 +17,7 @@ use super::lanes::Lanes;
 use super::retry::{Failure, RetrySchedule};
 use super::sender::{AttemptOutcome, Sender, Webhook};
 use crate::domain::time::now_ms;
-use crate::store::{AttemptResult, ClaimedDelivery, Store};
+use crate::store::{AttemptResult, Claim, ClaimedDelivery, Store};
 
 const CLAIM_BATCH: u32 = 256;
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
@@ -100,12 +100,15 @@ impl Dispatcher {
             let mut skip = lanes.lock().unwrap().full();
             skip.extend(waiting.keys().cloned());
             let lease_ms = this.lease.as_millis() as i64;
-            let claimed = match this
+            let Claim {
+                deliveries: claimed,
+                next_due_at,
+            } = match this
                 .store
-                .claim_due(free, this.max_in_flight_per_endpoint, lease_ms, &skip)
+                .claim(free, this.max_in_flight_per_endpoint, lease_ms, &skip)
                 .await
             {
-                Ok(claimed) => claimed,
+                Ok(claim) => claim,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming deliveries failed; retrying");
                     this.idle(&shutdown, now_ms() + 1000).await;
@@ -123,16 +126,10 @@ impl Dispatcher {
             let stale = this.start_waiting(&mut waiting, &running);
             this.release(&stale).await;
             if claimed_count == 0 {
-                // Nothing claimable now: sleep until the next due time (or a
-                // wake-up). Having claimed some but fewer than asked, do not
-                // look it up: recording what was claimed wakes the loop soon.
-                let mut skip = lanes.lock().unwrap().full();
-                skip.extend(waiting.keys().cloned());
-                let next = this.store.next_due_at(&skip).await.unwrap_or_else(|err| {
-                    tracing::warn!(error = %err, "looking up the next due delivery failed; polling");
-                    None
-                });
-                let until = next
+                // Nothing claimable now: sleep until the next due time the
+                // claim answered (or a wake-up). Having claimed some but fewer
+                // than asked, recording what was claimed wakes the loop soon.
+                let until = next_due_at
                     .unwrap_or(i64::MAX)
                     .max(now_ms() + 5)
                     .min(now_ms() + POLL_FALLBACK.as_millis() as i64);

@@ -150,6 +150,24 @@ fn claim_sql(backend: Backend, skipped: usize) -> String {
     }
 }
 
+/// The next due time (see `Store::next_due_at`): `$1` now, then `skipped`
+/// endpoints.
+pub(super) fn next_due_sql(skipped: usize) -> String {
+    format!(
+        "SELECT MIN(d.next_attempt_at) FROM endpoints p JOIN deliveries d ON d.endpoint_id = p.id
+         WHERE p.enabled = 1 {skip} AND d.status = 'pending' AND d.next_attempt_at > $1",
+        skip = skip_clause("p.id", 2, skipped),
+    )
+}
+
+/// What a claim came to: the leased deliveries, or, when there were none,
+/// when to look again (`None`: nothing pending is due later).
+#[derive(Debug, Default)]
+pub struct Claim {
+    pub deliveries: Vec<ClaimedDelivery>,
+    pub next_due_at: Option<i64>,
+}
+
 /// "Pending delivery `d` is the first of its order's lane to its endpoint"
 /// (see `claim_sql` for why the two backends say it differently).
 fn first_in_lane(backend: Backend, d: &str) -> String {
@@ -225,17 +243,31 @@ impl Store {
         lease_ms: i64,
         skip: &[String],
     ) -> StoreResult<Vec<ClaimedDelivery>> {
+        Ok(self.claim(limit, per_endpoint, lease_ms, skip).await?.deliveries)
+    }
+
+    /// `claim_due`, and when nothing was claimed, `next_due_at` — on SQLite
+    /// in the same writer job, so that a dispatcher with nothing to do pays
+    /// one hand-off, not two.
+    pub async fn claim(&self, limit: u32, per_endpoint: u32, lease_ms: i64, skip: &[String]) -> StoreResult<Claim> {
         let now = now_ms();
         // More than `limit` from one endpoint is never needed.
         let per_endpoint = per_endpoint.min(limit);
         let sql = claim_sql(self.backend, skip.len());
         let (claimed, endpoints) = if let Some(writer) = &self.sqlite {
             let skip = skip.to_vec();
-            writer
+            let (claimed, endpoints, next_due_at) = writer
                 .write(move |conn| {
                     super::deliveries_sqlite::claim(conn, &sql, now, lease_ms, limit, per_endpoint, &skip)
                 })
-                .await?
+                .await?;
+            if claimed.is_empty() {
+                return Ok(Claim {
+                    deliveries: Vec::new(),
+                    next_due_at,
+                });
+            }
+            (claimed, endpoints)
         } else {
             let mut query = sqlx::query_as(&sql)
                 .bind(now)
@@ -247,7 +279,10 @@ impl Store {
             }
             let claimed: Vec<ClaimedRow> = query.fetch_all(&self.writer).await?;
             if claimed.is_empty() {
-                return Ok(Vec::new());
+                return Ok(Claim {
+                    deliveries: Vec::new(),
+                    next_due_at: self.next_due_at(skip).await?,
+                });
             }
             let endpoint_ids = claimed_endpoints(&claimed);
             let sql = targets_sql(endpoint_ids.len());
@@ -269,7 +304,7 @@ impl Store {
             targets.push((e.id, Target { url: e.url, secrets }));
         }
         let target_of = |endpoint_id: &str| targets.iter().find(|(id, _)| id == endpoint_id).map(|(_, t)| t.clone());
-        Ok(claimed
+        let deliveries = claimed
             .into_iter()
             .map(
                 |(id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id)| ClaimedDelivery {
@@ -283,7 +318,11 @@ impl Store {
                     endpoint_id,
                 },
             )
-            .collect())
+            .collect();
+        Ok(Claim {
+            deliveries,
+            next_due_at: None,
+        })
     }
 
     /// Records a batch of attempt results in one transaction.
@@ -384,11 +423,7 @@ impl Store {
     /// thousands pending, during which nothing was claimed. This one reads,
     /// per endpoint, the future end of `deliveries_endpoint_due`.
     pub async fn next_due_at(&self, skip: &[String]) -> StoreResult<Option<i64>> {
-        let sql = format!(
-            "SELECT MIN(d.next_attempt_at) FROM endpoints p JOIN deliveries d ON d.endpoint_id = p.id
-             WHERE p.enabled = 1 {skip} AND d.status = 'pending' AND d.next_attempt_at > $1",
-            skip = skip_clause("p.id", 2, skip.len()),
-        );
+        let sql = next_due_sql(skip.len());
         let mut query = sqlx::query_scalar(&sql).bind(now_ms());
         for endpoint in skip {
             query = query.bind(endpoint);

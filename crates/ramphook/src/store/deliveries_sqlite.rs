@@ -4,10 +4,10 @@
 use rusqlite::Connection;
 
 use super::deliveries::{
-    claimed_endpoints, last_outcome_per_endpoint, targets_sql, AttemptResult, ClaimedRow, TargetRow, MARK_FAILING,
-    MARK_HEALTHY,
+    claimed_endpoints, last_outcome_per_endpoint, next_due_sql, targets_sql, AttemptResult, ClaimedRow, TargetRow,
+    MARK_FAILING, MARK_HEALTHY,
 };
-use super::sqlite_sql::{execute, query_all};
+use super::sqlite_sql::{execute, query_all, query_first};
 use super::StoreResult;
 
 const INSERT_ATTEMPT: &str = "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body)
@@ -18,7 +18,8 @@ const RECORD_OUTCOME: &str = "UPDATE deliveries SET status = $2, attempts = atte
          locked_until = NULL, last_status_code = $4
      WHERE id = $1 AND status = 'pending'";
 
-/// Runs the claim statement `sql` and reads the claimed deliveries' targets.
+/// Runs the claim statement `sql` and reads the claimed deliveries' targets;
+/// having claimed nothing, answers the next due time instead.
 pub(super) fn claim(
     conn: &Connection,
     sql: &str,
@@ -27,7 +28,7 @@ pub(super) fn claim(
     limit: u32,
     per_endpoint: u32,
     skip: &[String],
-) -> StoreResult<(Vec<ClaimedRow>, Vec<TargetRow>)> {
+) -> StoreResult<(Vec<ClaimedRow>, Vec<TargetRow>, Option<i64>)> {
     let (limit, per_endpoint) = (i64::from(limit), i64::from(per_endpoint));
     let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now, &lease_ms, &limit, &per_endpoint];
     values.extend(skip.iter().map(|s| s as &dyn rusqlite::ToSql));
@@ -43,7 +44,10 @@ pub(super) fn claim(
         ))
     })?;
     if claimed.is_empty() {
-        return Ok((claimed, Vec::new()));
+        let mut values: Vec<&dyn rusqlite::ToSql> = vec![&now];
+        values.extend(skip.iter().map(|s| s as &dyn rusqlite::ToSql));
+        let next_due_at = query_first(conn, &next_due_sql(skip.len()), &values, |r| r.get(0))?.flatten();
+        return Ok((claimed, Vec::new(), next_due_at));
     }
     let values: Vec<&dyn rusqlite::ToSql> = claimed_endpoints(&claimed)
         .into_iter()
@@ -58,7 +62,7 @@ pub(super) fn claim(
             previous_secret_expires_at: r.get(4)?,
         })
     })?;
-    Ok((claimed, targets))
+    Ok((claimed, targets, None))
 }
 
 /// Writes each attempt and its delivery's new state, then endpoint health.

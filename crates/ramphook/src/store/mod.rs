@@ -43,7 +43,7 @@ use pg_appender::PgAppender;
 use read_cache::ReadCache;
 use sqlite_writer::SqliteWriter;
 
-pub use deliveries::{AttemptResult, AttemptRow, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
+pub use deliveries::{AttemptResult, AttemptRow, Claim, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
 pub use endpoints::{DisabledEndpoint, EndpointPatch, EndpointRow, NewEndpoint};
 pub use orders::{AppendOutcome, EventRow, Idempotency, NewOrder, OrderRow, Replayable};
 pub use partners::PartnerRow;

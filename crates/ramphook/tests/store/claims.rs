@@ -136,7 +136,13 @@ async fn next_due_at_is_the_earliest_future_due_time(db: Db) {
         .await
         .unwrap();
     event(&store, &o, EventName::CryptoTxSent).await;
-    assert_eq!(claim(&store, LONG_LEASE_MS).await.len(), 0);
+    let empty = store.claim(100, 100, LONG_LEASE_MS, &[]).await.unwrap();
+    assert!(empty.deliveries.is_empty());
+    assert_eq!(
+        empty.next_due_at,
+        Some(later),
+        "an empty claim answers when to look again"
+    );
     assert_eq!(store.next_due_at(&[]).await.unwrap(), Some(later));
     assert_eq!(
         store.next_due_at(std::slice::from_ref(&e)).await.unwrap(),
@@ -150,7 +156,9 @@ async fn next_due_at_is_the_earliest_future_due_time(db: Db) {
         .await
         .unwrap();
     assert_eq!(store.next_due_at(&[]).await.unwrap(), None);
-    let d2 = claim(&store, LONG_LEASE_MS).await;
+    let d2 = store.claim(100, 100, LONG_LEASE_MS, &[]).await.unwrap();
+    assert_eq!(d2.next_due_at, None, "a claim that took something does not look ahead");
+    let d2 = d2.deliveries;
     assert_eq!(d2.len(), 1);
     store
         .record_attempts(&[attempt(&d2[0].id, None, "failed", now_ms())])
