@@ -115,7 +115,7 @@ pub(super) type ClaimedRow = (String, String, String, String, i64, i64, String);
 /// index answers (as `NOT EXISTS` the planner, on the statistics of a table
 /// that was empty a moment ago, checked it through the wrong index).
 fn claim_sql(backend: Backend, skipped: usize) -> String {
-    let first_in_lane = first_in_lane(backend, "x");
+    let first_in_lane = first_in_lane(backend);
     let returning = "RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id";
     let due = "x.endpoint_id = p.id AND x.status = 'pending' AND x.next_attempt_at <= $1
                AND (x.locked_until IS NULL OR x.locked_until <= $1)";
@@ -162,25 +162,25 @@ pub(super) fn next_due_sql(skipped: usize) -> String {
 
 /// What a claim came to: the leased deliveries, or, when there were none,
 /// when to look again (`None`: nothing pending is due later).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Claim {
     pub deliveries: Vec<ClaimedDelivery>,
     pub next_due_at: Option<i64>,
 }
 
-/// "Pending delivery `d` is the first of its order's lane to its endpoint"
+/// "Pending delivery `x` is the first of its order's lane to its endpoint"
 /// (see `claim_sql` for why the two backends say it differently).
-fn first_in_lane(backend: Backend, d: &str) -> String {
+fn first_in_lane(backend: Backend) -> &'static str {
     match backend {
-        Backend::Sqlite => format!(
+        Backend::Sqlite => {
             "NOT EXISTS (SELECT 1 FROM deliveries e
-                         WHERE e.endpoint_id = {d}.endpoint_id AND e.order_id = {d}.order_id
-                           AND e.status = 'pending' AND e.seq < {d}.seq)"
-        ),
-        Backend::Postgres => format!(
-            "{d}.seq = (SELECT MIN(e.seq) FROM deliveries e
-                        WHERE e.endpoint_id = {d}.endpoint_id AND e.order_id = {d}.order_id AND e.status = 'pending')"
-        ),
+                         WHERE e.endpoint_id = x.endpoint_id AND e.order_id = x.order_id
+                           AND e.status = 'pending' AND e.seq < x.seq)"
+        }
+        Backend::Postgres => {
+            "x.seq = (SELECT MIN(e.seq) FROM deliveries e
+                      WHERE e.endpoint_id = x.endpoint_id AND e.order_id = x.order_id AND e.status = 'pending')"
+        }
     }
 }
 
