@@ -126,7 +126,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             }
         });
     }
-    let state = api::AppState {
+    let state = api::AppState::new(api::Services {
         limits: api::Limits {
             rate_limiter,
             max_endpoints_per_partner: config.max_endpoints_per_partner,
@@ -138,7 +138,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         expiry: expiry_alarm,
         metrics,
         validator,
-    };
+    });
     let app = api::router(state, config.max_body_bytes);
     println!("ramphook listening on http://{address}");
     tracing::info!(%address, database = %config.database_url, "ramphook started");

@@ -32,8 +32,25 @@ use crate::store::Store;
 use crate::validation::Validator;
 use error::ApiError;
 
+/// What every handler reads, behind one `Arc`: axum clones the state for
+/// each request, and one reference count is cheaper than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub store: Store,
     pub admin_token: Arc<str>,
     pub guard: NetGuard,

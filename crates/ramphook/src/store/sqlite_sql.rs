@@ -3,14 +3,25 @@
 
 use rusqlite::{Connection, Row, ToSql};
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 
-/// Binds `values` to the `$1`, `$2`, … of `statement` (SQLite numbers `$N`
-/// parameters by their first appearance, not by N, so bind by name).
+/// Binds `values` to the `$1`, `$2`, … of `statement`. SQLite numbers `$N`
+/// parameters by their first appearance, not by N, so each parameter's name
+/// says which value it takes (read from the statement: no string is built).
 fn bind_numbered(statement: &mut rusqlite::CachedStatement<'_>, values: &[&dyn ToSql]) -> StoreResult<()> {
-    for (i, value) in values.iter().enumerate() {
-        if let Some(index) = statement.parameter_index(&format!("${}", i + 1))? {
-            statement.raw_bind_parameter(index, value)?;
+    for index in 1..=statement.parameter_count() {
+        let number = statement
+            .parameter_name(index)
+            .and_then(|name| name.strip_prefix('$'))
+            .and_then(|n| n.parse::<usize>().ok());
+        match number.and_then(|n| values.get(n.wrapping_sub(1))) {
+            Some(value) => statement.raw_bind_parameter(index, value)?,
+            None => {
+                return Err(StoreError::Other(format!(
+                    "SQL parameter {index} is not one of $1..${}",
+                    values.len()
+                )))
+            }
         }
     }
     Ok(())
@@ -65,6 +76,12 @@ mod tests {
         let conn = Connection::open_in_memory().unwrap();
         let joined = query_first(&conn, "SELECT $2 || $1 || $2", &[&"a", &"b"], |r| r.get::<_, String>(0)).unwrap();
         assert_eq!(joined.as_deref(), Some("bab"));
+    }
+
+    #[test]
+    fn a_parameter_without_a_value_is_an_error_not_a_null() {
+        let conn = Connection::open_in_memory().unwrap();
+        assert!(query_first(&conn, "SELECT $1, $3", &[&"a", &"b"], |r| r.get::<_, String>(0)).is_err());
     }
 
     #[test]
