@@ -81,9 +81,12 @@ impl Dispatcher {
         let mut waiting: Waiting = HashMap::new();
 
         while !shutdown.is_cancelled() {
-            // Start what waits locally first, while its lease is fresh enough.
+            // Start what waits locally first, while its lease is fresh enough:
+            // what appends leased for us, then what earlier claims left.
+            this.take_handed(&mut waiting);
             let stale = this.start_waiting(&mut waiting, &running);
             this.release(&stale).await;
+            this.offer_room(&waiting, &running);
             let queued: usize = waiting.values().map(VecDeque::len).sum();
             let free = permits
                 .available_permits()
@@ -125,6 +128,7 @@ impl Dispatcher {
             }
             let stale = this.start_waiting(&mut waiting, &running);
             this.release(&stale).await;
+            this.offer_room(&waiting, &running);
             if claimed_count == 0 {
                 // Nothing claimable now: sleep until the next due time the
                 // claim answered (or a wake-up). Having claimed some but fewer
@@ -139,6 +143,8 @@ impl Dispatcher {
             }
         }
 
+        this.store.handoff().close();
+        this.take_handed(&mut waiting);
         let left_waiting: Vec<String> = waiting.values().flatten().map(|(d, _)| d.id.clone()).collect();
         this.release(&left_waiting).await;
         tracker.close();
@@ -156,6 +162,28 @@ impl Dispatcher {
         }
         drop(running);
         let _ = recorder.await;
+    }
+
+    /// Queues what appends leased for this dispatcher (`store::Handoff`).
+    fn take_handed(&self, waiting: &mut Waiting) {
+        let now = now_ms();
+        for delivery in self.store.handoff().take() {
+            waiting
+                .entry(delivery.endpoint_id.clone())
+                .or_default()
+                .push_back((delivery, now));
+        }
+    }
+
+    /// Tells appends how many deliveries they may lease for this dispatcher
+    /// now, and for which endpoints not: those whose lanes are full or that
+    /// have deliveries waiting here already (theirs would only wait too).
+    fn offer_room(&self, waiting: &Waiting, running: &Running) {
+        let queued: usize = waiting.values().map(VecDeque::len).sum();
+        let room = running.permits.available_permits().saturating_sub(queued);
+        let full = running.lanes.lock().unwrap().full();
+        let skip: Vec<&String> = full.iter().chain(waiting.keys()).collect();
+        self.store.handoff().open(room, self.lease.as_millis() as i64, &skip);
     }
 
     /// Starts waiting deliveries where their lane and the global bound have

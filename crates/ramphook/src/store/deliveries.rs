@@ -293,8 +293,24 @@ impl Store {
             let endpoints: Vec<TargetRow> = query.fetch_all(&self.reader).await?;
             (claimed, endpoints)
         };
+        Ok(Claim {
+            deliveries: self.with_targets(claimed, endpoints, now)?,
+            next_due_at: None,
+        })
+    }
+
+    /// Claimed rows with their endpoints' targets, secrets opened.
+    fn with_targets(
+        &self,
+        claimed: Vec<ClaimedRow>,
+        endpoints: Vec<TargetRow>,
+        now: i64,
+    ) -> StoreResult<Vec<ClaimedDelivery>> {
         let mut targets = Vec::with_capacity(endpoints.len());
         for e in endpoints {
+            if targets.iter().any(|(id, _)| *id == e.id) {
+                continue;
+            }
             let mut secrets = vec![self.open_in("endpoints", "secret", &e.id, &e.secret)?];
             if let (Some(previous), Some(until)) = (&e.previous_secret, e.previous_secret_expires_at) {
                 if until > now {
@@ -304,7 +320,7 @@ impl Store {
             targets.push((e.id, Target { url: e.url, secrets }));
         }
         let target_of = |endpoint_id: &str| targets.iter().find(|(id, _)| id == endpoint_id).map(|(_, t)| t.clone());
-        let deliveries = claimed
+        Ok(claimed
             .into_iter()
             .map(
                 |(id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id)| ClaimedDelivery {
@@ -318,11 +334,22 @@ impl Store {
                     endpoint_id,
                 },
             )
-            .collect();
-        Ok(Claim {
-            deliveries,
-            next_due_at: None,
-        })
+            .collect())
+    }
+
+    /// Hands deliveries an append leased (and committed) to this instance's
+    /// dispatcher. If that fails, they are sent once their lease expires.
+    pub(super) fn hand_off(&self, leased: Vec<(ClaimedRow, TargetRow)>) {
+        if leased.is_empty() {
+            return;
+        }
+        let (claimed, endpoints): (Vec<ClaimedRow>, Vec<TargetRow>) = leased.into_iter().unzip();
+        match self.with_targets(claimed, endpoints, now_ms()) {
+            Ok(deliveries) => self.handoff.hand(deliveries),
+            Err(err) => {
+                tracing::warn!(error = %err, "leased deliveries not handed over; they go out when their lease expires")
+            }
+        }
     }
 
     /// Records a batch of attempt results in one transaction.

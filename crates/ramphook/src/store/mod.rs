@@ -16,6 +16,7 @@
 mod deliveries;
 mod deliveries_sqlite;
 mod endpoints;
+mod handoff;
 mod orders;
 mod orders_postgres;
 mod orders_sqlite;
@@ -45,6 +46,7 @@ use sqlite_writer::SqliteWriter;
 
 pub use deliveries::{AttemptResult, AttemptRow, Claim, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
 pub use endpoints::{DisabledEndpoint, EndpointPatch, EndpointRow, NewEndpoint};
+pub use handoff::Handoff;
 pub use orders::{AppendOutcome, EventRow, Idempotency, NewOrder, OrderRow, Replayable};
 pub use partners::PartnerRow;
 pub use validation::ValidationRow;
@@ -171,6 +173,8 @@ pub struct Store {
     /// Seals secrets on the way in and opens them on the way out, so the
     /// rest of the code sees plaintext and the database never does.
     sealer: Sealer,
+    /// Deliveries leased by their append for this instance's dispatcher.
+    handoff: Arc<Handoff>,
 }
 
 impl Store {
@@ -223,6 +227,7 @@ impl Store {
         let writer = pool(1).connect(url).await?;
         let reader = pool(4).connect(url).await?;
         let hot_writer = SqliteWriter::start(options.get_filename())?;
+        let handoff = Arc::new(Handoff::default());
         Ok(Self {
             backend: Backend::Sqlite,
             writer,
@@ -233,6 +238,7 @@ impl Store {
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
             sealer,
+            handoff,
         })
     }
 
@@ -256,7 +262,8 @@ impl Store {
             .await?;
         let pg_wake = Arc::new(Notify::new());
         tokio::spawn(announce_new_work(pool.clone(), pg_wake.clone()));
-        let pg_appender = PgAppender::start(pool.clone());
+        let handoff = Arc::new(Handoff::default());
+        let pg_appender = PgAppender::start(pool.clone(), handoff.clone());
         Ok(Self {
             backend: Backend::Postgres,
             writer: pool.clone(),
@@ -267,11 +274,18 @@ impl Store {
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
             sealer,
+            handoff,
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Where this instance's dispatcher offers room and takes deliveries
+    /// leased by their append.
+    pub fn handoff(&self) -> &Handoff {
+        &self.handoff
     }
 
     /// Begins a transaction for writing. On SQLite it takes the write lock

@@ -128,7 +128,8 @@ pub(super) async fn append_event(
         };
         let appender = store.pg_appender.as_ref().expect("PostgreSQL stores have an appender");
         match appender.append(planned).await {
-            Ok(true) => {
+            Ok(Some(leased)) => {
+                store.hand_off(leased);
                 store.notify_dispatchers();
                 return Ok(Replayable::Fresh((
                     AppendOutcome::Appended { event, order },
@@ -137,7 +138,7 @@ pub(super) async fn append_event(
                 )));
             }
             // The order moved meanwhile: plan again from where it is now.
-            Ok(false) => last_from = Some(from),
+            Ok(None) => last_from = Some(from),
             Err(err) if idem.is_some() && is_unique_violation(&err) => return store.replay_race_winner(idem).await,
             Err(err) => return Err(err.into()),
         }

@@ -13,11 +13,15 @@
 //! `Idempotency-Key` first, say), every append of it is run again alone, so
 //! that each gets its own answer and one bad append never refuses others.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
 
 use serde::Serialize;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
+
+use super::deliveries::{ClaimedRow, TargetRow};
+use super::handoff::{Handoff, Offer};
 
 /// Appends written by one statement at most (each is a few hundred bytes of
 /// JSON; PostgreSQL takes far more).
@@ -51,7 +55,15 @@ pub(super) struct PlannedAppend {
 /// The whole group in one statement: the orders' guarded status changes,
 /// their events, one delivery per subscribed endpoint (in the group's order,
 /// then the endpoints'), and the idempotency records. Answers the ids of
-/// the orders that moved; the others were moved by someone else meanwhile.
+/// the orders that moved (the others were moved by someone else meanwhile),
+/// each with the deliveries leased for this instance's dispatcher and their
+/// endpoints (`handoff.rs`): with `$2` (the lease) set, a delivery is leased
+/// if its endpoint is not in `$3` and no earlier delivery of its order to
+/// that endpoint is pending (asked as `MIN(seq)`, which only the lane index
+/// answers; as `NOT EXISTS` the planner walked every pending delivery of the
+/// endpoint through `deliveries_endpoint_due`). The statement sees the table as it was before
+/// it began, which is enough: a group holds one append per order, and an
+/// order's appends are serialised by its guarded status change.
 /// The orders are found by `= ANY(ARRAY(…))`: joined to the input alone,
 /// they were read whole (the planner guesses 100 input rows, and a hash
 /// join beats that many index lookups on a small table).
@@ -72,21 +84,47 @@ const APPEND_GROUP: &str = "WITH input AS (
          SELECT event_id, order_id, event_name, tx_hash, reason, at FROM appended ORDER BY n
      ), fanout AS (
          INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
-                                 next_attempt_at, created_at)
+                                 next_attempt_at, created_at, locked_until)
          SELECT a.delivery_prefix || CAST(e.seq AS TEXT), a.event_id, e.id, e.partner_id, a.order_id, a.event_name,
-                a.at, 'pending', a.at, a.at
+                a.at, 'pending', a.at, a.at,
+                CASE WHEN CAST($2 AS bigint) IS NOT NULL
+                      AND e.id NOT IN (SELECT json_array_elements_text(CAST($3 AS json)))
+                      AND (SELECT x.seq FROM deliveries x WHERE x.endpoint_id = e.id
+                           AND x.order_id = a.order_id AND x.status = 'pending' ORDER BY x.seq LIMIT 1) IS NULL
+                     THEN a.at + CAST($2 AS bigint) END
          FROM appended a JOIN endpoints e ON e.partner_id = a.partner_id
          WHERE e.enabled = 1 AND (e.event_types IS NULL OR replace(e.event_types, a.pattern, '') <> e.event_types)
          ORDER BY a.n, e.seq
+         RETURNING id, event_id, order_id, event_name, time_stamp, endpoint_id, locked_until
      ), remembered AS (
          INSERT INTO idempotency (scope, key, request_hash, status, body, created_at)
          SELECT idem_scope, idem_key, idem_request_hash, answer_status, answer_body, at
          FROM appended WHERE idem_scope IS NOT NULL
      )
-     SELECT id FROM moved";
+     SELECT m.id, f.id, f.event_id, f.event_name, f.time_stamp, f.endpoint_id,
+            t.url, t.secret, t.previous_secret, t.previous_secret_expires_at
+     FROM moved m
+     LEFT JOIN fanout f ON f.order_id = m.id AND f.locked_until IS NOT NULL
+     LEFT JOIN endpoints t ON t.id = f.endpoint_id";
 
-/// Whether the order moved (`false`: another write moved it first).
-pub(super) type AppendAnswer = Result<bool, sqlx::Error>;
+/// A row of the group statement's answer: an order that moved and, if any,
+/// one delivery leased for this instance with its endpoint's target.
+type AnswerRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// `None`: another write moved the order first. `Some`: it moved, and these
+/// of its deliveries were leased at once for this instance's dispatcher.
+pub(super) type AppendAnswer = Result<Option<Vec<(ClaimedRow, TargetRow)>>, sqlx::Error>;
 
 struct Job {
     planned: PlannedAppend,
@@ -100,9 +138,9 @@ pub(super) struct PgAppender {
 }
 
 impl PgAppender {
-    pub fn start(pool: AnyPool) -> Self {
+    pub fn start(pool: AnyPool, handoff: Arc<Handoff>) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, queue));
+        tokio::spawn(run(pool, queue, handoff));
         Self { jobs }
     }
 
@@ -116,7 +154,7 @@ impl PgAppender {
     }
 }
 
-async fn run(pool: AnyPool, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn run(pool: AnyPool, mut queue: mpsc::UnboundedReceiver<Job>, handoff: Arc<Handoff>) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
     loop {
         if waiting.is_empty() {
@@ -129,7 +167,7 @@ async fn run(pool: AnyPool, mut queue: mpsc::UnboundedReceiver<Job>) {
             waiting.push_back(job);
         }
         let group = take_group(&mut waiting);
-        write_group(&pool, group).await;
+        write_group(&pool, group, handoff.offer()).await;
     }
 }
 
@@ -150,12 +188,12 @@ fn take_group(waiting: &mut VecDeque<Job>) -> Vec<Job> {
     group
 }
 
-async fn write_group(pool: &AnyPool, group: Vec<Job>) {
+async fn write_group(pool: &AnyPool, group: Vec<Job>, offer: Option<Offer>) {
     let planned: Vec<&PlannedAppend> = group.iter().map(|job| &job.planned).collect();
-    match append_all(pool, &planned).await {
-        Ok(moved) => {
+    match append_all(pool, &planned, offer.as_ref()).await {
+        Ok(mut moved) => {
             for job in group {
-                let _ = job.answer.send(Ok(moved.contains(&job.planned.order_id)));
+                let _ = job.answer.send(Ok(moved.remove(&job.planned.order_id)));
             }
         }
         Err(err) if group.len() == 1 => {
@@ -164,9 +202,9 @@ async fn write_group(pool: &AnyPool, group: Vec<Job>) {
         }
         Err(_) => {
             for job in group {
-                let alone = append_all(pool, &[&job.planned])
+                let alone = append_all(pool, &[&job.planned], offer.as_ref())
                     .await
-                    .map(|moved| moved.contains(&job.planned.order_id));
+                    .map(|mut moved| moved.remove(&job.planned.order_id));
                 let _ = job.answer.send(alone);
             }
         }
@@ -181,16 +219,51 @@ struct InputRow<'a> {
     planned: &'a PlannedAppend,
 }
 
-/// Runs the group statement; answers the ids of the orders that moved.
-async fn append_all(pool: &AnyPool, planned: &[&PlannedAppend]) -> Result<HashSet<String>, sqlx::Error> {
+/// Runs the group statement; answers, per order that moved, the deliveries
+/// it leased for this instance.
+async fn append_all(
+    pool: &AnyPool,
+    planned: &[&PlannedAppend],
+    offer: Option<&Offer>,
+) -> Result<HashMap<String, Vec<(ClaimedRow, TargetRow)>>, sqlx::Error> {
     let rows: Vec<InputRow> = planned
         .iter()
         .enumerate()
         .map(|(n, planned)| InputRow { n, planned })
         .collect();
     let input = serde_json::to_string(&rows).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
-    let moved: Vec<String> = sqlx::query_scalar(APPEND_GROUP).bind(input).fetch_all(pool).await?;
-    Ok(moved.into_iter().collect())
+    let answer: Vec<AnswerRow> = sqlx::query_as(APPEND_GROUP)
+        .bind(input)
+        .bind(offer.map(|offer| offer.lease_ms))
+        .bind(offer.map_or("[]", |offer| &*offer.skip))
+        .fetch_all(pool)
+        .await?;
+    let mut moved: HashMap<String, Vec<(ClaimedRow, TargetRow)>> = HashMap::new();
+    for (order_id, id, event_id, event_name, time_stamp, endpoint_id, url, secret, previous_secret, previous_until) in
+        answer
+    {
+        let leased = moved.entry(order_id.clone()).or_default();
+        if let (
+            Some(id),
+            Some(event_id),
+            Some(event_name),
+            Some(time_stamp),
+            Some(endpoint_id),
+            Some(url),
+            Some(secret),
+        ) = (id, event_id, event_name, time_stamp, endpoint_id, url, secret)
+        {
+            let target = TargetRow {
+                id: endpoint_id.clone(),
+                url,
+                secret,
+                previous_secret,
+                previous_secret_expires_at: previous_until,
+            };
+            leased.push(((id, event_id, order_id, event_name, time_stamp, 0, endpoint_id), target));
+        }
+    }
+    Ok(moved)
 }
 
 #[cfg(test)]

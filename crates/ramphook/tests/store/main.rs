@@ -13,6 +13,7 @@ mod attempts;
 mod claims;
 mod expiry;
 mod fifo;
+mod handoff;
 mod idempotency;
 mod outbox;
 mod paging;

@@ -1,0 +1,125 @@
+//! Deliveries leased by the very append that created them and handed to
+//! this instance's dispatcher, so that while the dispatcher has room a new
+//! delivery needs no claim: on PostgreSQL a claim was a quarter of the
+//! database's statement time in `single` and wrote a second version of each
+//! delivery row (docs/PERFORMANCE.md).
+//!
+//! The dispatcher says how much it can take (`open`, after every turn of its
+//! loop) and which endpoints not to lease for (full lanes, deliveries already
+//! waiting locally). An append leases only a delivery that is the first
+//! pending one of its order's lane to its endpoint, so an order's events
+//! still reach each endpoint in order; the rest wait for a claim, as before.
+//! The room is a hint: appends running at once may each take it, and what
+//! the dispatcher cannot start at once waits locally under its lease (and is
+//! released if that grows old), exactly like an over-full claim.
+
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use super::deliveries::ClaimedDelivery;
+
+#[derive(Default)]
+pub struct Handoff {
+    /// Deliveries the dispatcher can take now; 0 when it cannot (or there is
+    /// no dispatcher: then nothing is ever leased at append).
+    room: AtomicUsize,
+    lease_ms: AtomicI64,
+    /// Endpoints not to lease for, as a JSON array of ids (bound to SQL).
+    skip: Mutex<Arc<str>>,
+    handed: Mutex<Vec<ClaimedDelivery>>,
+}
+
+/// What an append may lease: for how long, and for which endpoints not.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub lease_ms: i64,
+    /// JSON array of endpoint ids.
+    pub skip: Arc<str>,
+}
+
+impl Handoff {
+    /// The dispatcher's turn: it can take `room` more deliveries, under
+    /// leases of `lease_ms`, for any endpoint but `skip`.
+    pub fn open(&self, room: usize, lease_ms: i64, skip: &[&String]) {
+        let skip: Arc<str> = serde_json::to_string(skip).expect("ids serialize").into();
+        *self.skip.lock().unwrap() = skip;
+        self.lease_ms.store(lease_ms, Ordering::Relaxed);
+        self.room.store(room, Ordering::Relaxed);
+    }
+
+    /// No more leases at append (the dispatcher is stopping).
+    pub fn close(&self) {
+        self.room.store(0, Ordering::Relaxed);
+    }
+
+    /// What an append starting now may lease, if anything.
+    pub fn offer(&self) -> Option<Offer> {
+        if self.room.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        Some(Offer {
+            lease_ms: self.lease_ms.load(Ordering::Relaxed),
+            skip: self.skip.lock().unwrap().clone(),
+        })
+    }
+
+    /// Deliveries an append leased (committed) for the dispatcher to send.
+    pub fn hand(&self, deliveries: Vec<ClaimedDelivery>) {
+        if deliveries.is_empty() {
+            return;
+        }
+        let count = deliveries.len();
+        let _ = self.room.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |room| {
+            Some(room.saturating_sub(count))
+        });
+        self.handed.lock().unwrap().extend(deliveries);
+    }
+
+    /// Everything handed over since the last call.
+    pub fn take(&self) -> Vec<ClaimedDelivery> {
+        std::mem::take(&mut *self.handed.lock().unwrap())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn delivery(id: &str) -> ClaimedDelivery {
+        ClaimedDelivery {
+            id: id.into(),
+            event_id: "evt".into(),
+            order_id: "o".into(),
+            event_name: "payment_received".into(),
+            time_stamp: 0,
+            attempts: 0,
+            endpoint_id: "ep".into(),
+            target: None,
+        }
+    }
+
+    #[test]
+    fn nothing_is_offered_until_the_dispatcher_opens_or_after_it_closes() {
+        let handoff = Handoff::default();
+        assert!(handoff.offer().is_none());
+        let slow = "ep_slow".to_owned();
+        handoff.open(2, 20_000, &[&slow]);
+        let offer = handoff.offer().expect("open with room");
+        assert_eq!((offer.lease_ms, &*offer.skip), (20_000, r#"["ep_slow"]"#));
+        handoff.close();
+        assert!(handoff.offer().is_none());
+    }
+
+    #[test]
+    fn handed_deliveries_use_up_the_room_and_are_taken_once() {
+        let handoff = Handoff::default();
+        handoff.open(2, 20_000, &[]);
+        handoff.hand(vec![delivery("a")]);
+        assert!(handoff.offer().is_some(), "one place left");
+        handoff.hand(vec![delivery("b"), delivery("c")]);
+        assert!(handoff.offer().is_none(), "the room is used up, not below zero");
+        let taken: Vec<String> = handoff.take().into_iter().map(|d| d.id).collect();
+        assert_eq!(taken, ["a", "b", "c"]);
+        assert!(handoff.take().is_empty());
+    }
+}
