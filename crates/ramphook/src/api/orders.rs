@@ -311,7 +311,8 @@ pub async fn append_event(
         .await?
     {
         Replayable::Fresh((AppendOutcome::Appended { .. }, status, body)) => {
-            state.deliveries.wake();
+            // Whether a claim is needed too, the store's hand-off says.
+            state.deliveries.handed();
             Ok(json_response(status, body))
         }
         Replayable::Fresh((AppendOutcome::NoSuchOrder, ..)) => Err(ApiError::not_found("no such order")),

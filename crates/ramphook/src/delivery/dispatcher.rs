@@ -5,6 +5,7 @@
 //! is only the fallback.
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -24,11 +25,23 @@ const POLL_FALLBACK: Duration = Duration::from_secs(1);
 
 /// A handle the API uses to say "there is new work".
 #[derive(Clone, Default)]
-pub struct Wakeup(Arc<Notify>);
+pub struct Wakeup {
+    notify: Arc<Notify>,
+    /// Set by `wake`: something may be claimable (cleared by the claim).
+    claim_wanted: Arc<AtomicBool>,
+}
 
 impl Wakeup {
+    /// Something may be claimable now: wake the dispatcher to claim.
     pub fn wake(&self) {
-        self.0.notify_one();
+        self.claim_wanted.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+
+    /// An append handed deliveries over (`store::Handoff`) and left none for
+    /// a claim: wake the dispatcher to take them, without claiming for it.
+    pub fn handed(&self) {
+        self.notify.notify_one();
     }
 }
 
@@ -80,10 +93,12 @@ impl Dispatcher {
             (&running.permits, &running.lanes, &running.in_flight, &running.tracker);
         let mut waiting: Waiting = HashMap::new();
 
+        // When the last claim was made, and the next due time it answered.
+        let (mut last_claim, mut next_due) = (now_ms(), i64::MAX);
         while !shutdown.is_cancelled() {
             // Start what waits locally first, while its lease is fresh enough:
             // what appends leased for us, then what earlier claims left.
-            this.take_handed(&mut waiting);
+            let handed = this.take_handed(&mut waiting);
             let stale = this.start_waiting(&mut waiting, &running);
             this.release(&stale).await;
             this.offer_room(&waiting, &running);
@@ -100,6 +115,18 @@ impl Dispatcher {
                 this.idle(&shutdown, now_ms() + POLL_FALLBACK.as_millis() as i64).await;
                 continue;
             }
+            // A turn that only took what appends handed over claims nothing:
+            // a claim is wanted after a wake-up that asked for one, and at
+            // least once a poll interval (leases of a stopped instance).
+            let claim_wanted =
+                this.wakeup.claim_wanted.swap(false, Ordering::AcqRel) | this.store.handoff().take_claim_wanted();
+            if handed > 0 && !claim_wanted && now_ms() < (last_claim + POLL_FALLBACK.as_millis() as i64).min(next_due) {
+                this.idle(&shutdown, (last_claim + POLL_FALLBACK.as_millis() as i64).min(next_due))
+                    .await;
+                continue;
+            }
+            last_claim = now_ms();
+            next_due = i64::MAX;
             let mut skip = lanes.lock().unwrap().full();
             skip.extend(waiting.keys().cloned());
             let lease_ms = this.lease.as_millis() as i64;
@@ -130,6 +157,7 @@ impl Dispatcher {
             this.release(&stale).await;
             this.offer_room(&waiting, &running);
             if claimed_count == 0 {
+                next_due = next_due_at.unwrap_or(i64::MAX);
                 // Nothing claimable now: sleep until the next due time the
                 // claim answered (or a wake-up). Having claimed some but fewer
                 // than asked, recording what was claimed wakes the loop soon.
@@ -164,15 +192,19 @@ impl Dispatcher {
         let _ = recorder.await;
     }
 
-    /// Queues what appends leased for this dispatcher (`store::Handoff`).
-    fn take_handed(&self, waiting: &mut Waiting) {
+    /// Queues what appends leased for this dispatcher (`store::Handoff`);
+    /// answers how many.
+    fn take_handed(&self, waiting: &mut Waiting) -> usize {
         let now = now_ms();
-        for delivery in self.store.handoff().take() {
+        let handed = self.store.handoff().take();
+        let count = handed.len();
+        for delivery in handed {
             waiting
                 .entry(delivery.endpoint_id.clone())
                 .or_default()
                 .push_back((delivery, now));
         }
+        count
     }
 
     /// Tells appends how many deliveries they may lease for this dispatcher
@@ -249,7 +281,7 @@ impl Dispatcher {
     async fn idle(&self, shutdown: &CancellationToken, until_ms: i64) {
         let wait = Duration::from_millis((until_ms - now_ms()).max(0) as u64);
         tokio::select! {
-            _ = self.wakeup.0.notified() => {}
+            _ = self.wakeup.notify.notified() => {}
             _ = tokio::time::sleep(wait) => {}
             _ = shutdown.cancelled() => {}
         }

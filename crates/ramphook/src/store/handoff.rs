@@ -13,7 +13,7 @@
 //! the dispatcher cannot start at once waits locally under its lease (and is
 //! released if that grows old), exactly like an over-full claim.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::deliveries::ClaimedDelivery;
@@ -27,6 +27,8 @@ pub struct Handoff {
     /// Endpoints not to lease for, as a JSON array of ids (bound to SQL).
     skip: Mutex<Arc<str>>,
     handed: Mutex<Vec<ClaimedDelivery>>,
+    /// An append left deliveries for a claim (not leased, or not handed).
+    claim_wanted: AtomicBool,
 }
 
 /// What an append may lease: for how long, and for which endpoints not.
@@ -75,6 +77,16 @@ impl Handoff {
         self.handed.lock().unwrap().extend(deliveries);
     }
 
+    /// An append left deliveries that only a claim will find.
+    pub fn want_claim(&self) {
+        self.claim_wanted.store(true, Ordering::Release);
+    }
+
+    /// Whether a claim was wanted since the last call.
+    pub fn take_claim_wanted(&self) -> bool {
+        self.claim_wanted.swap(false, Ordering::AcqRel)
+    }
+
     /// Everything handed over since the last call.
     pub fn take(&self) -> Vec<ClaimedDelivery> {
         std::mem::take(&mut *self.handed.lock().unwrap())
@@ -121,5 +133,14 @@ mod tests {
         let taken: Vec<String> = handoff.take().into_iter().map(|d| d.id).collect();
         assert_eq!(taken, ["a", "b", "c"]);
         assert!(handoff.take().is_empty());
+    }
+
+    #[test]
+    fn a_wanted_claim_is_reported_once() {
+        let handoff = Handoff::default();
+        assert!(!handoff.take_claim_wanted());
+        handoff.want_claim();
+        assert!(handoff.take_claim_wanted());
+        assert!(!handoff.take_claim_wanted());
     }
 }

@@ -208,7 +208,7 @@ impl Store {
     ) -> StoreResult<Replayable<(AppendOutcome, u16, String)>> {
         if let Some(writer) = &self.sqlite {
             let (order_id, idem) = (order_id.to_owned(), idem.cloned());
-            return writer
+            let appended = writer
                 .write(move |conn| {
                     super::orders_sqlite::append_event(
                         conn,
@@ -221,6 +221,9 @@ impl Store {
                     )
                 })
                 .await;
+            // SQLite appends lease nothing: their deliveries wait for a claim.
+            self.handoff.want_claim();
+            return appended;
         }
         super::orders_postgres::append_event(self, order_id, event_name, tx_hash, reason, idem, render).await
     }

@@ -128,9 +128,14 @@ pub(super) async fn append_event(
         };
         let appender = store.pg_appender.as_ref().expect("PostgreSQL stores have an appender");
         match appender.append(planned).await {
-            Ok(Some(leased)) => {
-                store.hand_off(leased);
-                store.notify_dispatchers();
+            Ok(Some(appended)) => {
+                store.hand_off(appended.leased);
+                // Only what was not handed over needs a claim, here or on
+                // another instance.
+                if appended.left_for_claim {
+                    store.handoff.want_claim();
+                    store.notify_dispatchers();
+                }
                 return Ok(Replayable::Fresh((
                     AppendOutcome::Appended { event, order },
                     status,

@@ -56,8 +56,9 @@ pub(super) struct PlannedAppend {
 /// their events, one delivery per subscribed endpoint (in the group's order,
 /// then the endpoints'), and the idempotency records. Answers the ids of
 /// the orders that moved (the others were moved by someone else meanwhile),
-/// each with the deliveries leased for this instance's dispatcher and their
-/// endpoints (`handoff.rs`): with `$2` (the lease) set, a delivery is leased
+/// each with its deliveries and, for those leased for this instance's
+/// dispatcher, their endpoints' targets (`handoff.rs`): with `$2` (the
+/// lease) set, a delivery is leased
 /// if its endpoint is not in `$3` and no earlier delivery of its order to
 /// that endpoint is pending (asked as `MIN(seq)`, which only the lane index
 /// answers; as `NOT EXISTS` the planner walked every pending delivery of the
@@ -104,11 +105,11 @@ const APPEND_GROUP: &str = "WITH input AS (
      SELECT m.id, f.id, f.event_id, f.event_name, f.time_stamp, f.endpoint_id,
             t.url, t.secret, t.previous_secret, t.previous_secret_expires_at
      FROM moved m
-     LEFT JOIN fanout f ON f.order_id = m.id AND f.locked_until IS NOT NULL
-     LEFT JOIN endpoints t ON t.id = f.endpoint_id";
+     LEFT JOIN fanout f ON f.order_id = m.id
+     LEFT JOIN endpoints t ON t.id = f.endpoint_id AND f.locked_until IS NOT NULL";
 
 /// A row of the group statement's answer: an order that moved and, if any,
-/// one delivery leased for this instance with its endpoint's target.
+/// one of its deliveries, with its endpoint's target if it was leased.
 type AnswerRow = (
     String,
     Option<String>,
@@ -122,9 +123,16 @@ type AnswerRow = (
     Option<i64>,
 );
 
-/// `None`: another write moved the order first. `Some`: it moved, and these
-/// of its deliveries were leased at once for this instance's dispatcher.
-pub(super) type AppendAnswer = Result<Option<Vec<(ClaimedRow, TargetRow)>>, sqlx::Error>;
+/// `None`: another write moved the order first. `Some`: it moved.
+pub(super) type AppendAnswer = Result<Option<Appended>, sqlx::Error>;
+
+/// An append's deliveries: those leased at once for this instance's
+/// dispatcher, and whether others were left for a claim.
+#[derive(Default)]
+pub(super) struct Appended {
+    pub leased: Vec<(ClaimedRow, TargetRow)>,
+    pub left_for_claim: bool,
+}
 
 struct Job {
     planned: PlannedAppend,
@@ -219,13 +227,12 @@ struct InputRow<'a> {
     planned: &'a PlannedAppend,
 }
 
-/// Runs the group statement; answers, per order that moved, the deliveries
-/// it leased for this instance.
+/// Runs the group statement; answers, per order that moved, its deliveries.
 async fn append_all(
     pool: &AnyPool,
     planned: &[&PlannedAppend],
     offer: Option<&Offer>,
-) -> Result<HashMap<String, Vec<(ClaimedRow, TargetRow)>>, sqlx::Error> {
+) -> Result<HashMap<String, Appended>, sqlx::Error> {
     let rows: Vec<InputRow> = planned
         .iter()
         .enumerate()
@@ -238,29 +245,25 @@ async fn append_all(
         .bind(offer.map_or("[]", |offer| &*offer.skip))
         .fetch_all(pool)
         .await?;
-    let mut moved: HashMap<String, Vec<(ClaimedRow, TargetRow)>> = HashMap::new();
+    let mut moved: HashMap<String, Appended> = HashMap::new();
     for (order_id, id, event_id, event_name, time_stamp, endpoint_id, url, secret, previous_secret, previous_until) in
         answer
     {
-        let leased = moved.entry(order_id.clone()).or_default();
-        if let (
-            Some(id),
-            Some(event_id),
-            Some(event_name),
-            Some(time_stamp),
-            Some(endpoint_id),
-            Some(url),
-            Some(secret),
-        ) = (id, event_id, event_name, time_stamp, endpoint_id, url, secret)
-        {
-            let target = TargetRow {
-                id: endpoint_id.clone(),
-                url,
-                secret,
-                previous_secret,
-                previous_secret_expires_at: previous_until,
-            };
-            leased.push(((id, event_id, order_id, event_name, time_stamp, 0, endpoint_id), target));
+        let appended = moved.entry(order_id.clone()).or_default();
+        let Some(id) = id else { continue };
+        match (event_id, event_name, time_stamp, endpoint_id, url, secret) {
+            (Some(event_id), Some(event_name), Some(time_stamp), Some(endpoint_id), Some(url), Some(secret)) => {
+                let target = TargetRow {
+                    id: endpoint_id.clone(),
+                    url,
+                    secret,
+                    previous_secret,
+                    previous_secret_expires_at: previous_until,
+                };
+                let claimed = (id, event_id, order_id, event_name, time_stamp, 0, endpoint_id);
+                appended.leased.push((claimed, target));
+            }
+            _ => appended.left_for_claim = true,
         }
     }
     Ok(moved)

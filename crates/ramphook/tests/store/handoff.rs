@@ -62,6 +62,10 @@ async fn an_append_hands_over_what_it_leased_and_a_claim_finds_nothing(db: Db) {
         );
     }
     assert!(
+        !store.handoff().take_claim_wanted(),
+        "all were handed over: no claim is asked for"
+    );
+    assert!(
         claim(&store, LONG_LEASE_MS).await.is_empty(),
         "handed deliveries are leased"
     );
@@ -106,6 +110,7 @@ async fn a_delivery_behind_a_pending_one_of_its_order_is_left_for_a_claim(db: Db
         store.handoff().take().is_empty(),
         "the first is still pending: the second must wait its turn"
     );
+    assert!(store.handoff().take_claim_wanted(), "and a claim is asked for");
     let first_delivery = delivery_of(&store, &p, &first).await;
     store
         .record_attempts(&[attempt(&first_delivery.id, Some(200), "delivered", 0)])
@@ -125,6 +130,7 @@ async fn skipped_endpoints_are_left_for_a_claim(db: Db) {
     event(&store, &o, EventName::PaymentReceived).await;
     let handed: Vec<String> = store.handoff().take().into_iter().map(|d| d.endpoint_id).collect();
     assert_eq!(handed, [open]);
+    assert!(store.handoff().take_claim_wanted(), "the skipped one asks for a claim");
     let claimed: Vec<String> = claim(&store, LONG_LEASE_MS)
         .await
         .into_iter()
