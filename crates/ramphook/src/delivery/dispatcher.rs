@@ -130,14 +130,12 @@ impl Dispatcher {
             let mut skip = lanes.lock().unwrap().full();
             skip.extend(waiting.keys().cloned());
             let lease_ms = this.lease.as_millis() as i64;
+            let claiming = this.store.claim(free, this.max_in_flight_per_endpoint, lease_ms, &skip);
+            let claim = this.while_claiming(claiming, &mut waiting, &running).await;
             let Claim {
                 deliveries: claimed,
                 next_due_at,
-            } = match this
-                .store
-                .claim(free, this.max_in_flight_per_endpoint, lease_ms, &skip)
-                .await
-            {
+            } = match claim {
                 Ok(claim) => claim,
                 Err(err) => {
                     tracing::warn!(error = %err, "claiming deliveries failed; retrying");
@@ -190,6 +188,36 @@ impl Dispatcher {
         }
         drop(running);
         let _ = recorder.await;
+    }
+
+    /// Awaits a claim, and meanwhile starts what appends hand over: a claim
+    /// that walks a slow partner's pile (100–200 ms on PostgreSQL) must not
+    /// hold up deliveries that need none. A wake-up taken here is given
+    /// back afterwards, so one that asked for a claim is not lost.
+    async fn while_claiming(
+        self: &Arc<Self>,
+        claiming: impl std::future::Future<Output = crate::store::StoreResult<Claim>>,
+        waiting: &mut Waiting,
+        running: &Running,
+    ) -> crate::store::StoreResult<Claim> {
+        tokio::pin!(claiming);
+        let mut woken = false;
+        let claim = loop {
+            tokio::select! {
+                claim = &mut claiming => break claim,
+                _ = self.wakeup.notify.notified() => {
+                    woken = true;
+                    if self.take_handed(waiting) > 0 {
+                        let stale = self.start_waiting(waiting, running);
+                        self.release(&stale).await;
+                    }
+                }
+            }
+        };
+        if woken {
+            self.wakeup.notify.notify_one();
+        }
+        claim
     }
 
     /// Queues what appends leased for this dispatcher (`store::Handoff`);
