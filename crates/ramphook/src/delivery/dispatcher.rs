@@ -1,8 +1,9 @@
-//! The dispatcher: claims due deliveries under a lease, sends each on its own
-//! task within per-endpoint lanes under a global in-flight bound, and records
-//! the results in batches. A commit wakes it in-process (or by NOTIFY across
-//! instances), so a new event goes out within milliseconds; a one-second poll
-//! is only the fallback.
+//! The dispatcher: claims due deliveries under a lease (or takes those its
+//! own instance's appends leased for it: `store::Handoff`), sends each on its
+//! own task within per-endpoint lanes under a global in-flight bound, and
+//! records the results in batches. A commit wakes it in-process (or by NOTIFY
+//! across instances), so a new event goes out within milliseconds; a
+//! one-second poll is only the fallback.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
