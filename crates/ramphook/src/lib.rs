@@ -150,6 +150,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let _ = expiry.await;
     let _ = maintenance.await;
     let _ = dispatcher.await;
+    // An append that was already running when the dispatcher stopped may
+    // have leased deliveries for it: give them back rather than leave them
+    // to their lease.
+    let late: Vec<String> = store.handoff().take().into_iter().map(|d| d.id).collect();
+    if !late.is_empty() {
+        if let Err(err) = store.release(&late).await {
+            tracing::warn!(error = %err, count = late.len(), "could not release deliveries; their lease will expire");
+        }
+    }
     store.close().await;
     tracing::info!("ramphook stopped");
     Ok(())
