@@ -57,12 +57,12 @@ pub(super) struct PlannedAppend {
 /// then the endpoints'), and the idempotency records. Answers the ids of
 /// the orders that moved (the others were moved by someone else meanwhile),
 /// each with its deliveries and, for those leased for this instance's
-/// dispatcher, their endpoints' targets (`handoff.rs`): with `$2` (the
-/// lease) set, a delivery is leased
-/// if its endpoint is not in `$3` and no earlier delivery of its order to
-/// that endpoint is pending (asked as `MIN(seq)`, which only the lane index
-/// answers; as `NOT EXISTS` the planner walked every pending delivery of the
-/// endpoint through `deliveries_endpoint_due`). The statement sees the table as it was before
+/// dispatcher, their endpoints' targets (`handoff.rs`). With `$2` (the
+/// lease) set, a delivery is leased if its endpoint is not in `$3` and no
+/// earlier delivery of its order to that endpoint is pending — asked as
+/// `ORDER BY seq LIMIT 1`, which only the lane index answers (as `NOT
+/// EXISTS` the planner walked every pending delivery of the endpoint through
+/// `deliveries_endpoint_due`). The statement sees the table as it was before
 /// it began, which is enough: a group holds one append per order, and an
 /// order's appends are serialised by its guarded status change.
 /// The orders are found by `= ANY(ARRAY(…))`: joined to the input alone,
