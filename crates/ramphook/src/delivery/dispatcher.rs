@@ -19,10 +19,16 @@ use super::lanes::Lanes;
 use super::retry::{Failure, RetrySchedule};
 use super::sender::{AttemptOutcome, Sender, Webhook};
 use crate::domain::time::now_ms;
-use crate::store::{AttemptResult, Claim, ClaimedDelivery, Store};
+use crate::store::{AttemptResult, Backend, Claim, ClaimedDelivery, Store};
 
 const CLAIM_BATCH: u32 = 256;
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
+/// On SQLite, appends lease for this dispatcher only while it has at most
+/// this many deliveries in hand. Under more load a claim, which takes many
+/// at once, costs the one writer thread less per delivery than a lease and
+/// a targets read in every append (docs/PERFORMANCE.md); on PostgreSQL,
+/// where claims are the dearer part, appends lease at any load.
+const SQLITE_HANDOFF_UNTIL: usize = 8;
 
 /// A handle the API uses to say "there is new work".
 #[derive(Clone, Default)]
@@ -241,7 +247,13 @@ impl Dispatcher {
     /// have deliveries waiting here already (theirs would only wait too).
     fn offer_room(&self, waiting: &Waiting, running: &Running) {
         let queued: usize = waiting.values().map(VecDeque::len).sum();
-        let room = running.permits.available_permits().saturating_sub(queued);
+        let free = running.permits.available_permits();
+        let busy = self.max_in_flight - free + queued;
+        let room = if self.store.backend() == Backend::Sqlite && busy > SQLITE_HANDOFF_UNTIL {
+            0
+        } else {
+            free.saturating_sub(queued)
+        };
         let full = running.lanes.lock().unwrap().full();
         let skip: Vec<&String> = full.iter().chain(waiting.keys()).collect();
         self.store.handoff().open(room, self.lease.as_millis() as i64, &skip);

@@ -46,7 +46,7 @@ pub struct ClaimedDelivery {
     pub target: Option<Target>,
 }
 
-#[derive(sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub(super) struct TargetRow {
     pub id: String,
     pub url: String,

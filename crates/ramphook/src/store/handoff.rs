@@ -2,10 +2,10 @@
 //! this instance's dispatcher, so that while the dispatcher has room a new
 //! delivery needs no claim: on PostgreSQL claims were a fifth of the
 //! database's statement time in `single` and wrote a second version of each
-//! delivery row (docs/PERFORMANCE.md). SQLite appends lease nothing (there
-//! the extra work lands on the one writer thread and cost more than the
-//! claims it saved: measured, in the same document); they only ask for a
-//! claim (`want_claim`).
+//! delivery row (docs/PERFORMANCE.md). On SQLite the dispatcher offers
+//! room only while it is nearly idle: there the lease and the targets read
+//! land on the one writer thread, and under load batched claims cost it less
+//! (measured, in the same document).
 //!
 //! The dispatcher says how much it can take (`open`, after every turn of its
 //! loop) and which endpoints not to lease for (full lanes, deliveries already
@@ -19,7 +19,16 @@
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use super::deliveries::ClaimedDelivery;
+use super::deliveries::{ClaimedDelivery, ClaimedRow, TargetRow};
+
+/// An append's deliveries as its statement answered them: those leased at
+/// once for this instance's dispatcher, and whether others were left for a
+/// claim.
+#[derive(Default)]
+pub(super) struct Appended {
+    pub leased: Vec<(ClaimedRow, TargetRow)>,
+    pub left_for_claim: bool,
+}
 
 #[derive(Default)]
 pub struct Handoff {

@@ -92,19 +92,6 @@ pub(super) const UPDATE_ORDER_STATUS: &str =
     "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4";
 pub(super) const INSERT_EVENT: &str =
     "INSERT INTO events (id, order_id, event_name, tx_hash, reason, time_stamp) VALUES ($1, $2, $3, $4, $5, $6)";
-/// One statement for the whole fan-out: a delivery per enabled endpoint
-/// subscribed to the event (event_types is NULL = all, or a JSON array of
-/// names). Delivery ids are the event's id plus the endpoint's seq.
-/// "Contains the quoted name" is `replace(…) <> …`, which both databases
-/// speak; `LIKE $7` would make SQLite re-prepare the statement on every run
-/// (a bound LIKE pattern may change its query plan).
-pub(super) const INSERT_DELIVERIES: &str =
-    "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
-                             next_attempt_at, created_at)
-     SELECT $1 || CAST(e.seq AS TEXT), $2, e.id, e.partner_id, $3, $4, $5, 'pending', $5, $5
-     FROM endpoints e
-     WHERE e.partner_id = $6 AND e.enabled = 1 AND (e.event_types IS NULL OR replace(e.event_types, $7, '') <> e.event_types)
-     ORDER BY e.seq";
 
 /// What a stored key means for this request: its answer (same request) or a
 /// refusal (another request under the same key).
@@ -207,8 +194,8 @@ impl Store {
         render: impl Fn(&EventRow, &OrderRow) -> (u16, String) + Send + 'static,
     ) -> StoreResult<Replayable<(AppendOutcome, u16, String)>> {
         if let Some(writer) = &self.sqlite {
-            let (order_id, idem) = (order_id.to_owned(), idem.cloned());
-            let appended = writer
+            let (order_id, idem, offer) = (order_id.to_owned(), idem.cloned(), self.handoff.offer());
+            let (answer, appended) = writer
                 .write(move |conn| {
                     super::orders_sqlite::append_event(
                         conn,
@@ -217,13 +204,16 @@ impl Store {
                         tx_hash.clone(),
                         reason.clone(),
                         idem.as_ref(),
+                        offer.as_ref(),
                         &render,
                     )
                 })
-                .await;
-            // SQLite appends lease nothing: their deliveries wait for a claim.
-            self.handoff.want_claim();
-            return appended;
+                .await?;
+            self.hand_off(appended.leased);
+            if appended.left_for_claim {
+                self.handoff.want_claim();
+            }
+            return Ok(answer);
         }
         super::orders_postgres::append_event(self, order_id, event_name, tx_hash, reason, idem, render).await
     }

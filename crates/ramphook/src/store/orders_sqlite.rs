@@ -4,15 +4,48 @@
 
 use rusqlite::{Connection, Row};
 
+use super::deliveries::{targets_sql, ClaimedRow, TargetRow};
+use super::handoff::{Appended, Offer};
 use super::orders::{
     delivery_id_prefix, lost_race, plan_append, replay_of, subscription_pattern, AppendOutcome, EventRow, Idempotency,
-    OrderRow, Replayable, INSERT_DELIVERIES, INSERT_EVENT, INSERT_IDEMPOTENCY, INSERT_ORDER, SELECT_IDEMPOTENCY,
-    SELECT_ORDER, UPDATE_ORDER_STATUS,
+    OrderRow, Replayable, INSERT_EVENT, INSERT_IDEMPOTENCY, INSERT_ORDER, SELECT_IDEMPOTENCY, SELECT_ORDER,
+    UPDATE_ORDER_STATUS,
 };
-use super::sqlite_sql::{execute, query_first};
+use super::sqlite_sql::{execute, query_all, query_first};
 use super::{StoreError, StoreResult};
 use crate::domain::order::EventName;
 use crate::domain::time::now_ms;
+
+/// One statement for the whole fan-out: a delivery per enabled endpoint
+/// subscribed to the event (event_types is NULL = all, or a JSON array of
+/// names). Delivery ids are the event's id plus the endpoint's seq.
+/// "Contains the quoted name" is `replace(…) <> …`; `LIKE $7` would make
+/// SQLite re-prepare the statement on every run (a bound LIKE pattern may
+/// change its query plan).
+const INSERT_DELIVERIES: &str =
+    "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
+                             next_attempt_at, created_at)
+     SELECT $1 || CAST(e.seq AS TEXT), $2, e.id, e.partner_id, $3, $4, $5, 'pending', $5, $5
+     FROM endpoints e
+     WHERE e.partner_id = $6 AND e.enabled = 1 AND (e.event_types IS NULL OR replace(e.event_types, $7, '') <> e.event_types)
+     ORDER BY e.seq";
+
+/// `INSERT_DELIVERIES` that also leases a delivery for this instance's
+/// dispatcher (`handoff.rs`) for `$8` ms if its endpoint is not in `$9` (a
+/// JSON array) and no earlier delivery of the order to that endpoint is
+/// pending; answers what it inserted.
+const INSERT_DELIVERIES_LEASING: &str =
+    "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
+                             next_attempt_at, created_at, locked_until)
+     SELECT $1 || CAST(e.seq AS TEXT), $2, e.id, e.partner_id, $3, $4, $5, 'pending', $5, $5,
+            CASE WHEN e.id NOT IN (SELECT value FROM json_each($9))
+                  AND NOT EXISTS (SELECT 1 FROM deliveries x WHERE x.endpoint_id = e.id AND x.order_id = $3
+                                  AND x.status = 'pending')
+                 THEN $5 + $8 END
+     FROM endpoints e
+     WHERE e.partner_id = $6 AND e.enabled = 1 AND (e.event_types IS NULL OR replace(e.event_types, $7, '') <> e.event_types)
+     ORDER BY e.seq
+     RETURNING id, endpoint_id, locked_until";
 
 pub(super) fn create_order(
     conn: &Connection,
@@ -47,6 +80,12 @@ pub(super) fn create_order(
     Ok(Replayable::Fresh((order, status, body)))
 }
 
+/// An append's answer (or the stored one) and the deliveries it leased.
+type AppendAnswer = (Replayable<(AppendOutcome, u16, String)>, Appended);
+
+// The inputs of `Store::append_event` as they arrive, plus the connection
+// and the hand-off offer: a struct would only repackage them once.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn append_event(
     conn: &Connection,
     order_id: &str,
@@ -54,12 +93,13 @@ pub(super) fn append_event(
     tx_hash: Option<String>,
     reason: Option<String>,
     idem: Option<&Idempotency>,
+    offer: Option<&Offer>,
     render: &impl Fn(&EventRow, &OrderRow) -> (u16, String),
-) -> StoreResult<Replayable<(AppendOutcome, u16, String)>> {
+) -> StoreResult<AppendAnswer> {
     if let Some(replay) = stored_answer(conn, idem)? {
-        return Ok(replay);
+        return Ok((replay, Appended::default()));
     }
-    let outcome = append_in(conn, order_id, event_name, tx_hash, reason)?;
+    let (outcome, appended) = append_in(conn, order_id, event_name, tx_hash, reason, offer)?;
     let (status, body) = match &outcome {
         AppendOutcome::Appended { event, order } => {
             let (status, body) = render(event, order);
@@ -69,34 +109,36 @@ pub(super) fn append_event(
         // Refusals are not remembered: nothing was written.
         _ => (0, String::new()),
     };
-    Ok(Replayable::Fresh((outcome, status, body)))
+    Ok((Replayable::Fresh((outcome, status, body)), appended))
 }
 
 /// Emits `payment_expired` for each of `order_ids` still awaiting payment.
 pub(super) fn expire(conn: &Connection, order_ids: &[String]) -> StoreResult<usize> {
     let mut expired = 0;
     for id in order_ids {
-        if let AppendOutcome::Appended { .. } = append_in(conn, id, EventName::PaymentExpired, None, None)? {
+        if let (AppendOutcome::Appended { .. }, _) = append_in(conn, id, EventName::PaymentExpired, None, None, None)? {
             expired += 1;
         }
     }
     Ok(expired)
 }
 
-/// The outbox write, as `orders::append_in` does it.
+/// The outbox write: the order's guarded status change, its event and its
+/// deliveries (leased under `offer`, if any).
 fn append_in(
     conn: &Connection,
     order_id: &str,
     event_name: EventName,
     tx_hash: Option<String>,
     reason: Option<String>,
-) -> StoreResult<AppendOutcome> {
+    offer: Option<&Offer>,
+) -> StoreResult<(AppendOutcome, Appended)> {
     let Some(mut order) = query_first(conn, SELECT_ORDER, &[&order_id], order_from_row)? else {
-        return Ok(AppendOutcome::NoSuchOrder);
+        return Ok((AppendOutcome::NoSuchOrder, Appended::default()));
     };
     let (from, event) = match plan_append(&mut order, event_name, tx_hash, reason, now_ms()) {
         Ok(planned) => planned,
-        Err(invalid) => return Ok(AppendOutcome::Invalid(invalid)),
+        Err(invalid) => return Ok((AppendOutcome::Invalid(invalid), Appended::default())),
     };
     let changed = execute(
         conn,
@@ -104,7 +146,7 @@ fn append_in(
         &[&order.status, &order.updated_at, &order_id, &from.as_str()],
     )?;
     if changed != 1 {
-        return Ok(lost_race(from, event_name));
+        return Ok((lost_race(from, event_name), Appended::default()));
     }
     execute(
         conn,
@@ -118,20 +160,81 @@ fn append_in(
             &event.time_stamp,
         ],
     )?;
-    execute(
-        conn,
-        INSERT_DELIVERIES,
-        &[
-            &delivery_id_prefix(&event),
-            &event.id,
-            &order_id,
-            &event.event_name,
-            &event.time_stamp,
-            &order.partner_id,
-            &subscription_pattern(&event),
-        ],
-    )?;
-    Ok(AppendOutcome::Appended { event, order })
+    let (prefix, pattern) = (delivery_id_prefix(&event), subscription_pattern(&event));
+    let mut values: Vec<&dyn rusqlite::ToSql> = vec![
+        &prefix,
+        &event.id,
+        &order_id,
+        &event.event_name,
+        &event.time_stamp,
+        &order.partner_id,
+        &pattern,
+    ];
+    let appended = match offer {
+        None => Appended {
+            leased: Vec::new(),
+            left_for_claim: execute(conn, INSERT_DELIVERIES, &values)? > 0,
+        },
+        Some(offer) => {
+            let skip: &str = &offer.skip;
+            values.extend([&offer.lease_ms as &dyn rusqlite::ToSql, &skip]);
+            let inserted = query_all(conn, INSERT_DELIVERIES_LEASING, &values, |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?;
+            leased_with_targets(conn, &event, inserted)?
+        }
+    };
+    Ok((AppendOutcome::Appended { event, order }, appended))
+}
+
+/// The deliveries an append leased, with their endpoints' targets (read in
+/// the same transaction), and whether it left others for a claim.
+fn leased_with_targets(
+    conn: &Connection,
+    event: &EventRow,
+    inserted: Vec<(String, String, Option<i64>)>,
+) -> StoreResult<Appended> {
+    let left_for_claim = inserted.iter().any(|(_, _, locked_until)| locked_until.is_none());
+    let leased: Vec<ClaimedRow> = inserted
+        .into_iter()
+        .filter(|(_, _, locked_until)| locked_until.is_some())
+        .map(|(id, endpoint_id, _)| {
+            (
+                id,
+                event.id.clone(),
+                event.order_id.clone(),
+                event.event_name.clone(),
+                event.time_stamp,
+                0,
+                endpoint_id,
+            )
+        })
+        .collect();
+    if leased.is_empty() {
+        return Ok(Appended {
+            leased: Vec::new(),
+            left_for_claim,
+        });
+    }
+    let endpoint_ids: Vec<&dyn rusqlite::ToSql> = leased.iter().map(|row| &row.6 as &dyn rusqlite::ToSql).collect();
+    let targets: Vec<TargetRow> = query_all(conn, &targets_sql(endpoint_ids.len()), &endpoint_ids, |r| {
+        Ok(TargetRow {
+            id: r.get(0)?,
+            url: r.get(1)?,
+            secret: r.get(2)?,
+            previous_secret: r.get(3)?,
+            previous_secret_expires_at: r.get(4)?,
+        })
+    })?;
+    // Every leased delivery's endpoint is enabled in this same transaction.
+    let leased = leased
+        .into_iter()
+        .filter_map(|row| {
+            let target = targets.iter().find(|t| t.id == row.6)?.clone();
+            Some((row, target))
+        })
+        .collect();
+    Ok(Appended { leased, left_for_claim })
 }
 
 fn stored_answer<T>(conn: &Connection, idem: Option<&Idempotency>) -> StoreResult<Option<Replayable<T>>> {

@@ -20,8 +20,8 @@ use serde::Serialize;
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::deliveries::{ClaimedRow, TargetRow};
-use super::handoff::{Handoff, Offer};
+use super::deliveries::TargetRow;
+use super::handoff::{Appended, Handoff, Offer};
 
 /// Appends written by one statement at most (each is a few hundred bytes of
 /// JSON; PostgreSQL takes far more).
@@ -125,14 +125,6 @@ type AnswerRow = (
 
 /// `None`: another write moved the order first. `Some`: it moved.
 pub(super) type AppendAnswer = Result<Option<Appended>, sqlx::Error>;
-
-/// An append's deliveries: those leased at once for this instance's
-/// dispatcher, and whether others were left for a claim.
-#[derive(Default)]
-pub(super) struct Appended {
-    pub leased: Vec<(ClaimedRow, TargetRow)>,
-    pub left_for_claim: bool,
-}
 
 struct Job {
     planned: PlannedAppend,

@@ -1,31 +1,13 @@
-//! Hand-off (PostgreSQL): while the dispatcher offers room, an append leases
-//! the deliveries it creates and hands them over with their targets, so no
-//! claim is needed — but never one queued behind an earlier pending delivery
-//! of its order to that endpoint, nor one for an endpoint the dispatcher
-//! skips. SQLite appends lease nothing yet (docs/PERFORMANCE.md).
+//! Hand-off: while the dispatcher offers room, an append leases the
+//! deliveries it creates and hands them over with their targets, so no claim
+//! is needed — but never one queued behind an earlier pending delivery of its
+//! order to that endpoint, nor one for an endpoint the dispatcher skips.
 
 use ramphook::domain::order::EventName;
 
 use crate::harness::*;
 
-/// `NAME::postgres` only (skipped like the other PostgreSQL tests when no
-/// server is there and RAMPHOOK_REQUIRE_POSTGRES is unset).
-macro_rules! on_postgres {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn postgres() {
-                    if let Some(db) = $crate::harness::Db::postgres().await {
-                        super::$name(db).await
-                    }
-                }
-            }
-        )*
-    };
-}
-
-on_postgres!(
+on_both_backends!(
     an_append_hands_over_what_it_leased_and_a_claim_finds_nothing,
     nothing_is_leased_without_room,
     a_delivery_behind_a_pending_one_of_its_order_is_left_for_a_claim,
