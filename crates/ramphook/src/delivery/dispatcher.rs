@@ -24,7 +24,8 @@ use crate::store::{AttemptResult, Backend, Claim, ClaimedDelivery, Store};
 const CLAIM_BATCH: u32 = 256;
 const POLL_FALLBACK: Duration = Duration::from_secs(1);
 /// On SQLite, appends lease for this dispatcher only while it has at most
-/// this many deliveries in hand. Under more load a claim, which takes many
+/// this many attempts in flight to endpoints with room (a slow partner's
+/// full lane does not count: it loads no one). Under more load a claim, which takes many
 /// at once, costs the one writer thread less per delivery than a lease and
 /// a targets read in every append (docs/PERFORMANCE.md); on PostgreSQL,
 /// where claims are the dearer part, appends lease at any load.
@@ -247,14 +248,14 @@ impl Dispatcher {
     /// have deliveries waiting here already (theirs would only wait too).
     fn offer_room(&self, waiting: &Waiting, running: &Running) {
         let queued: usize = waiting.values().map(VecDeque::len).sum();
-        let free = running.permits.available_permits();
-        let busy = self.max_in_flight - free + queued;
-        let room = if self.store.backend() == Backend::Sqlite && busy > SQLITE_HANDOFF_UNTIL {
+        let lanes = running.lanes.lock().unwrap();
+        let room = if self.store.backend() == Backend::Sqlite && lanes.in_flight_with_room() > SQLITE_HANDOFF_UNTIL {
             0
         } else {
-            free.saturating_sub(queued)
+            running.permits.available_permits().saturating_sub(queued)
         };
-        let full = running.lanes.lock().unwrap().full();
+        let full = lanes.full();
+        drop(lanes);
         let skip: Vec<&String> = full.iter().chain(waiting.keys()).collect();
         self.store.handoff().open(room, self.lease.as_millis() as i64, &skip);
     }

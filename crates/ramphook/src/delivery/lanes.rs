@@ -54,6 +54,16 @@ impl Lanes {
             .collect()
     }
 
+    /// Attempts in flight to endpoints that still have room: the load a
+    /// new delivery would join (full lanes, a slow partner's, are skipped).
+    pub fn in_flight_with_room(&self) -> usize {
+        self.lanes
+            .values()
+            .filter(|lane| lane.in_flight < self.limit(lane))
+            .map(|lane| lane.in_flight as usize)
+            .sum()
+    }
+
     /// Takes a slot if there is room; `false` means hand the delivery back.
     pub fn try_start(&mut self, endpoint: &str) -> bool {
         if self.room(endpoint) == 0 {
@@ -117,6 +127,18 @@ mod tests {
         lanes.finish("dead", true);
         assert!(!lanes.probing("dead"));
         assert_eq!(lanes.room("dead"), 8);
+    }
+
+    #[test]
+    fn full_lanes_do_not_count_as_load() {
+        let mut lanes = Lanes::new(2);
+        assert_eq!(lanes.in_flight_with_room(), 0);
+        assert!(lanes.try_start("slow"));
+        assert!(lanes.try_start("slow"));
+        assert!(lanes.try_start("healthy"));
+        assert_eq!(lanes.in_flight_with_room(), 1, "the full lane is left out");
+        lanes.finish("slow", true);
+        assert_eq!(lanes.in_flight_with_room(), 2, "with room again it counts");
     }
 
     #[test]
