@@ -46,7 +46,7 @@ pub struct ClaimedDelivery {
     pub target: Option<Target>,
 }
 
-#[derive(Clone, sqlx::FromRow)]
+#[derive(sqlx::FromRow)]
 pub(super) struct TargetRow {
     pub id: String,
     pub url: String,
@@ -339,12 +339,11 @@ impl Store {
 
     /// Hands deliveries an append leased (and committed) to this instance's
     /// dispatcher. If that fails, they are sent once their lease expires.
-    pub(super) fn hand_off(&self, leased: Vec<(ClaimedRow, TargetRow)>) {
+    pub(super) fn hand_off(&self, leased: Vec<ClaimedRow>, targets: Vec<TargetRow>) {
         if leased.is_empty() {
             return;
         }
-        let (claimed, endpoints): (Vec<ClaimedRow>, Vec<TargetRow>) = leased.into_iter().unzip();
-        match self.with_targets(claimed, endpoints, now_ms()) {
+        match self.with_targets(leased, targets, now_ms()) {
             Ok(deliveries) => self.handoff.hand(deliveries),
             Err(err) => {
                 tracing::warn!(error = %err, "leased deliveries not handed over; they go out when their lease expires")

@@ -49,11 +49,17 @@ pub(super) fn claim(
         let next_due_at = query_first(conn, &next_due_sql(skip.len()), &values, |r| r.get(0))?.flatten();
         return Ok((claimed, Vec::new(), next_due_at));
     }
-    let values: Vec<&dyn rusqlite::ToSql> = claimed_endpoints(&claimed)
+    let targets = read_targets(conn, &claimed)?;
+    Ok((claimed, targets, None))
+}
+
+/// The targets of the endpoints of `deliveries` (claimed or leased at append).
+pub(super) fn read_targets(conn: &Connection, deliveries: &[ClaimedRow]) -> StoreResult<Vec<TargetRow>> {
+    let values: Vec<&dyn rusqlite::ToSql> = claimed_endpoints(deliveries)
         .into_iter()
         .map(|id| id as &dyn rusqlite::ToSql)
         .collect();
-    let targets = query_all(conn, &targets_sql(values.len()), &values, |r| {
+    query_all(conn, &targets_sql(values.len()), &values, |r| {
         Ok(TargetRow {
             id: r.get(0)?,
             url: r.get(1)?,
@@ -61,8 +67,7 @@ pub(super) fn claim(
             previous_secret: r.get(3)?,
             previous_secret_expires_at: r.get(4)?,
         })
-    })?;
-    Ok((claimed, targets, None))
+    })
 }
 
 /// Writes each attempt and its delivery's new state, then endpoint health.

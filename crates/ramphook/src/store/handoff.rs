@@ -26,7 +26,9 @@ use super::deliveries::{ClaimedDelivery, ClaimedRow, TargetRow};
 /// claim.
 #[derive(Default)]
 pub(super) struct Appended {
-    pub leased: Vec<(ClaimedRow, TargetRow)>,
+    pub leased: Vec<ClaimedRow>,
+    /// The leased deliveries' endpoints (matched to them by id).
+    pub targets: Vec<TargetRow>,
     pub left_for_claim: bool,
 }
 

@@ -209,7 +209,7 @@ impl Store {
                     )
                 })
                 .await?;
-            self.hand_off(appended.leased);
+            self.hand_off(appended.leased, appended.targets);
             if appended.left_for_claim {
                 self.handoff.want_claim();
             }

@@ -129,7 +129,7 @@ pub(super) async fn append_event(
         let appender = store.pg_appender.as_ref().expect("PostgreSQL stores have an appender");
         match appender.append(planned).await {
             Ok(Some(appended)) => {
-                store.hand_off(appended.leased);
+                store.hand_off(appended.leased, appended.targets);
                 // Only what was not handed over needs a claim, here or on
                 // another instance.
                 if appended.left_for_claim {

@@ -4,7 +4,8 @@
 
 use rusqlite::{Connection, Row};
 
-use super::deliveries::{targets_sql, ClaimedRow, TargetRow};
+use super::deliveries::ClaimedRow;
+use super::deliveries_sqlite::read_targets;
 use super::handoff::{Appended, Offer};
 use super::orders::{
     delivery_id_prefix, lost_race, plan_append, replay_of, subscription_pattern, AppendOutcome, EventRow, Idempotency,
@@ -173,6 +174,7 @@ fn append_in(
     let appended = match offer {
         None => Appended {
             leased: Vec::new(),
+            targets: Vec::new(),
             left_for_claim: execute(conn, INSERT_DELIVERIES, &values)? > 0,
         },
         Some(offer) => {
@@ -187,8 +189,8 @@ fn append_in(
     Ok((AppendOutcome::Appended { event, order }, appended))
 }
 
-/// The deliveries an append leased, with their endpoints' targets (read in
-/// the same transaction), and whether it left others for a claim.
+/// The deliveries an append leased, their endpoints' targets (read in the
+/// same transaction), and whether it left others for a claim.
 fn leased_with_targets(
     conn: &Connection,
     event: &EventRow,
@@ -210,31 +212,16 @@ fn leased_with_targets(
             )
         })
         .collect();
-    if leased.is_empty() {
-        return Ok(Appended {
-            leased: Vec::new(),
-            left_for_claim,
-        });
-    }
-    let endpoint_ids: Vec<&dyn rusqlite::ToSql> = leased.iter().map(|row| &row.6 as &dyn rusqlite::ToSql).collect();
-    let targets: Vec<TargetRow> = query_all(conn, &targets_sql(endpoint_ids.len()), &endpoint_ids, |r| {
-        Ok(TargetRow {
-            id: r.get(0)?,
-            url: r.get(1)?,
-            secret: r.get(2)?,
-            previous_secret: r.get(3)?,
-            previous_secret_expires_at: r.get(4)?,
-        })
-    })?;
-    // Every leased delivery's endpoint is enabled in this same transaction.
-    let leased = leased
-        .into_iter()
-        .filter_map(|row| {
-            let target = targets.iter().find(|t| t.id == row.6)?.clone();
-            Some((row, target))
-        })
-        .collect();
-    Ok(Appended { leased, left_for_claim })
+    let targets = if leased.is_empty() {
+        Vec::new()
+    } else {
+        read_targets(conn, &leased)?
+    };
+    Ok(Appended {
+        leased,
+        targets,
+        left_for_claim,
+    })
 }
 
 fn stored_answer<T>(conn: &Connection, idem: Option<&Idempotency>) -> StoreResult<Option<Replayable<T>>> {

@@ -252,8 +252,10 @@ async fn append_all(
                     previous_secret,
                     previous_secret_expires_at: previous_until,
                 };
-                let claimed = (id, event_id, order_id, event_name, time_stamp, 0, endpoint_id);
-                appended.leased.push((claimed, target));
+                appended
+                    .leased
+                    .push((id, event_id, order_id, event_name, time_stamp, 0, endpoint_id));
+                appended.targets.push(target);
             }
             _ => appended.left_for_claim = true,
         }
