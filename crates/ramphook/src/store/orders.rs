@@ -292,10 +292,13 @@ pub(super) fn subscription_pattern(event: &EventRow) -> String {
     format!("\"{}\"", event.event_name)
 }
 
-/// Builds a new order's row (status `awaiting_payment`).
+/// Builds a new order's row (status `awaiting_payment`). Its id is a
+/// UUIDv7: time-ordered, so the orders being paid (the recent ones) sit
+/// together in the orders table and in every index keyed by order, and a
+/// commit dirties a few pages instead of one random page per order.
 fn new_order_row(new: NewOrder, now: i64) -> OrderRow {
     OrderRow {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: uuid::Uuid::now_v7().to_string(),
         partner_id: new.partner_id,
         email: new.email,
         direction: new.direction.as_str().to_owned(),
