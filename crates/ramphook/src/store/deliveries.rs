@@ -85,18 +85,6 @@ pub struct DeliveryFilter {
     pub endpoint_id: Option<String>,
 }
 
-/// Results per multi-row statement (6 parameters each, far below both
-/// databases' limits).
-const RECORD_CHUNK: usize = 256;
-
-/// `($1, $2), ($3, $4)` for `rows` rows of `columns` parameters.
-fn value_rows(rows: usize, columns: usize) -> String {
-    (0..rows)
-        .map(|r| format!("({})", placeholders(r * columns + 1, columns)))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// A claimed delivery as the claim statement answers it: id, event_id,
 /// order_id, event_name, time_stamp, attempts, endpoint_id.
 pub(super) type ClaimedRow = (String, String, String, String, i64, i64, String);
@@ -351,7 +339,8 @@ impl Store {
         }
     }
 
-    /// Records a batch of attempt results in one transaction.
+    /// Records a batch of attempt results atomically (one transaction on
+    /// SQLite, one statement on PostgreSQL).
     pub async fn record_attempts(&self, results: &[AttemptResult]) -> StoreResult<()> {
         if let Some(writer) = &self.sqlite {
             let results = results.to_vec();
@@ -359,55 +348,7 @@ impl Store {
                 .write(move |conn| super::deliveries_sqlite::record(conn, &results, now_ms()))
                 .await;
         }
-        let mut tx = self.begin_write().await?;
-        // Two statements per chunk, whatever its size: one multi-row INSERT of
-        // the attempts, one UPDATE joined to a VALUES list of the outcomes.
-        for chunk in results.chunks(RECORD_CHUNK) {
-            let sql = format!(
-                "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body) VALUES {}",
-                value_rows(chunk.len(), 6)
-            );
-            let mut insert = sqlx::query(&sql);
-            for r in chunk {
-                insert = insert
-                    .bind(&r.delivery_id)
-                    .bind(r.at)
-                    .bind(r.status_code.map(i64::from))
-                    .bind(r.duration_ms)
-                    .bind(&r.error)
-                    .bind(&r.response_body);
-            }
-            insert.execute(&mut *tx).await?;
-            // VALUES columns are column1… on both SQLite and PostgreSQL. Only a
-            // still-pending delivery changes: one failed meanwhile (its
-            // endpoint deleted) stays failed.
-            let sql = format!(
-                "UPDATE deliveries SET status = v.column2, attempts = attempts + 1, next_attempt_at = v.column3,
-                     locked_until = NULL, last_status_code = v.column4
-                 FROM (VALUES {}) AS v WHERE deliveries.id = v.column1 AND deliveries.status = 'pending'",
-                value_rows(chunk.len(), 4)
-            );
-            let mut update = sqlx::query(&sql);
-            for r in chunk {
-                update = update
-                    .bind(&r.delivery_id)
-                    .bind(r.new_status)
-                    .bind(r.next_attempt_at)
-                    .bind(r.status_code.map(i64::from));
-            }
-            update.execute(&mut *tx).await?;
-        }
-        let now = now_ms();
-        for (endpoint_id, healthy) in last_outcome_per_endpoint(results) {
-            let query = if healthy {
-                sqlx::query(MARK_HEALTHY).bind(endpoint_id)
-            } else {
-                sqlx::query(MARK_FAILING).bind(endpoint_id).bind(now)
-            };
-            query.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok(())
+        super::deliveries_postgres::record(&self.writer, results, now_ms()).await
     }
 
     /// Gives leased deliveries back (shutdown) so the next start sends them at once.

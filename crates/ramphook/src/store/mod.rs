@@ -14,6 +14,7 @@
 //! database.
 
 mod deliveries;
+mod deliveries_postgres;
 mod deliveries_sqlite;
 mod endpoints;
 mod handoff;

@@ -3,6 +3,7 @@
 
 use ramphook::domain::order::EventName;
 use ramphook::domain::time::now_ms;
+use ramphook::store::AttemptResult;
 
 use crate::harness::*;
 
@@ -11,6 +12,7 @@ on_both_backends!(
     a_recorded_attempt_ends_the_lease,
     retry_now_makes_any_delivery_due_at_once,
     retry_now_refuses_a_delivery_whose_endpoint_was_deleted,
+    a_late_result_leaves_a_failed_delivery_failed_and_the_last_outcome_sets_health,
 );
 
 async fn record_attempts_moves_deliveries_and_logs_every_attempt(db: Db) {
@@ -173,4 +175,54 @@ async fn retry_now_refuses_a_delivery_whose_endpoint_was_deleted(db: Db) {
     assert_eq!(row.status, "failed");
     assert!(!store.retry_now(&d).await.unwrap());
     assert_eq!(store.get_delivery(&d).await.unwrap().unwrap().0.status, "failed");
+}
+
+async fn a_late_result_leaves_a_failed_delivery_failed_and_the_last_outcome_sets_health(db: Db) {
+    let store = db.open().await;
+    let p = partner(&store).await;
+    let (sick, healthy, gone) = (
+        endpoint(&store, &p, None).await,
+        endpoint(&store, &p, None).await,
+        endpoint(&store, &p, None).await,
+    );
+    let o = order(&store, &p).await;
+    store
+        .append_event(&o, EventName::PaymentReceived, None, None, None, |_, _| {
+            (201, String::new())
+        })
+        .await
+        .unwrap();
+    let claimed = claim(&store, LONG_LEASE_MS).await;
+    assert_eq!(claimed.len(), 3);
+    let of = |endpoint: &str| claimed.iter().find(|d| d.endpoint_id == endpoint).unwrap().id.clone();
+    // Its endpoint deleted while the attempt ran: the delivery failed.
+    assert!(store.delete_endpoint(&p, &gone).await.unwrap());
+
+    let result = |delivery: String, endpoint: &str, code: Option<u16>, status| AttemptResult {
+        endpoint_id: endpoint.to_owned(),
+        ..attempt(&delivery, code, status, now_ms() + HOUR_MS)
+    };
+    // One batch: `sick` failed twice, `healthy` failed and then succeeded.
+    store
+        .record_attempts(&[
+            result(of(&healthy), &healthy, Some(500), "pending"),
+            result(of(&sick), &sick, Some(500), "pending"),
+            result(of(&gone), &gone, Some(200), "delivered"),
+            result(of(&healthy), &healthy, Some(200), "delivered"),
+        ])
+        .await
+        .unwrap();
+
+    let (late, log) = store.get_delivery(&of(&gone)).await.unwrap().unwrap();
+    assert_eq!(late.status, "failed", "a late success does not revive it");
+    assert_eq!(log.len(), 1, "the attempt is still logged");
+    let health = |id: String| {
+        let (store, p) = (store.clone(), p.clone());
+        async move { store.get_endpoint(&p, &id).await.unwrap().unwrap().failing_since }
+    };
+    assert!(
+        health(sick.clone()).await.is_some(),
+        "a failure starts a run of failures"
+    );
+    assert_eq!(health(healthy.clone()).await, None, "the last outcome counts");
 }
