@@ -101,8 +101,11 @@ pub struct ServeConfig {
     #[arg(long, env = "RAMPHOOK_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Deliveries in flight at once across all endpoints.
-    #[arg(long, env = "RAMPHOOK_MAX_IN_FLIGHT", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    /// Deliveries in flight at once across all endpoints. Under load an
+    /// attempt's round trip waits its turn on the cores too, so this bounds
+    /// throughput (in flight ÷ round trip): at 512, ten endpoints at their
+    /// per-endpoint bound of 64 did not fit (docs/PERFORMANCE.md).
+    #[arg(long, env = "RAMPHOOK_MAX_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub max_in_flight: u32,
 
     /// Deliveries in flight at once to one endpoint (one that keeps failing

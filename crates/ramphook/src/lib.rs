@@ -29,6 +29,7 @@ use store::{Backend, PoolSettings, Store};
 /// Runs the API, the dispatcher and the expiry scheduler until SIGTERM/Ctrl-C.
 pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let metrics = telemetry::init_metrics();
+    raise_file_limit(config.max_in_flight as u64);
     let pool = PoolSettings {
         max_connections: config.database_max_connections,
         ..PoolSettings::default()
@@ -212,5 +213,26 @@ async fn wake_on_notify(url: String, wakeup: Wakeup, shutdown: tokio_util::sync:
         wakeup.wake();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// File descriptors beside the deliveries in flight: API connections, the
+/// database, the listener, logs.
+const FILES_BESIDE_DELIVERIES: u64 = 512;
+
+/// Every delivery in flight holds a connection, so a soft `ulimit -n` of
+/// 1,024 (systemd's default) would cap `--max-in-flight` with "too many open
+/// files". Raises the soft limit to the hard one, as Go's runtime does for
+/// every Go server, and warns if even that is too low.
+fn raise_file_limit(max_in_flight: u64) {
+    let wanted = max_in_flight + FILES_BESIDE_DELIVERIES;
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < wanted => tracing::warn!(
+            limit,
+            wanted,
+            "the open-file limit is below --max-in-flight plus the API's connections; raise LimitNOFILE / ulimit -n"
+        ),
+        Ok(_) => {}
+        Err(err) => tracing::warn!(error = %err, "cannot read or raise the open-file limit"),
     }
 }
