@@ -1,5 +1,6 @@
 //! The command line: bad values stop start-up with one line naming the
-//! setting; the admin token is generated when unset; --help lists env vars.
+//! setting; the admin token is generated when unset; --help lists env vars;
+//! start-up raises the open-file limit the deliveries in flight need.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -200,4 +201,62 @@ fn sqlite_without_a_master_key_generates_a_private_key_file_beside_the_database(
     let text = std::fs::read_to_string(&key).unwrap();
     assert!(ramphook::secrets::MasterKey::from_base64(&text).is_ok());
     assert!(!stderr.contains(text.trim()), "the key is not logged");
+}
+
+/// Starts `ramphook serve` with its open-file limits set to `soft`/`hard`
+/// before exec, waits until it listens, and answers its soft limit then (read
+/// from /proc) and its log so far.
+async fn serve_with_file_limits(soft: u64, hard: u64) -> (u64, String) {
+    use std::os::unix::process::CommandExt;
+    use tokio::io::AsyncBufReadExt;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("server.log");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_ramphook"));
+    command
+        .args(["serve", "--listen", "127.0.0.1:0", "--database-url"])
+        .arg(format!("sqlite://{}/r.db", dir.path().display()))
+        .env("RAMPHOOK_ADMIN_TOKEN", "a-test-admin-token-0123")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log).unwrap());
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child.
+    unsafe {
+        command.pre_exec(move || rlimit::setrlimit(rlimit::Resource::NOFILE, soft, hard));
+    }
+    let mut child = tokio::process::Command::from(command)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.starts_with("ramphook listening on") {
+                return;
+            }
+        }
+        panic!("the server exited before listening");
+    })
+    .await
+    .expect("the server listens within 20 s");
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", child.id().unwrap())).unwrap();
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).unwrap();
+    let soft_now = open_files.split_whitespace().nth(3).unwrap().parse().unwrap();
+    (soft_now, std::fs::read_to_string(&log).unwrap())
+}
+
+#[tokio::test]
+async fn the_server_raises_its_soft_open_file_limit_and_warns_when_the_hard_one_is_too_low() {
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    assert!(
+        hard > 256,
+        "this machine's hard open-file limit ({hard}) leaves nothing to raise"
+    );
+    // Every delivery in flight holds a connection: 1,024 by default.
+    let (soft, log) = serve_with_file_limits(256, hard).await;
+    assert_eq!(soft, hard, "the soft limit is raised to the hard one");
+    if hard >= 1024 + 512 {
+        assert!(!log.contains("open-file limit"), "{log}");
+    }
+    let (soft, log) = serve_with_file_limits(256, 600).await;
+    assert_eq!(soft, 600);
+    assert!(log.contains("the open-file limit is below --max-in-flight"), "{log}");
 }
