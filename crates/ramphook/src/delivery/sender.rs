@@ -99,14 +99,15 @@ impl Sender {
             response_body: None,
             retry_after: None,
         };
-        // reqwest skips the resolver for IP literals: check those here.
-        match url::Url::parse(hook.url) {
-            Ok(url) => {
-                if let Some(ip) = self.guard.refused_literal(&url) {
-                    return fail(format!("refused_address: {}", GuardError::Refused(ip)));
-                }
-            }
+        // Parsed once, here, and handed to reqwest as is (a `&str` would be
+        // parsed again). reqwest skips the resolver for IP literals: check
+        // those here.
+        let url = match reqwest::Url::parse(hook.url) {
+            Ok(url) => url,
             Err(e) => return fail(format!("request: bad url: {e}")),
+        };
+        if let Some(ip) = self.guard.refused_literal(&url) {
+            return fail(format!("refused_address: {}", GuardError::Refused(ip)));
         }
         let time_stamp = format_ms(hook.time_stamp_ms);
         let newest = hook.secrets.first().copied().unwrap_or_default();
@@ -123,7 +124,7 @@ impl Sender {
         let signature = standard_signature_header(&keys, hook.event_id, unix_now, body.as_bytes());
         let request = self
             .client
-            .post(hook.url)
+            .post(url)
             .header("content-type", "application/json")
             .header("webhook-id", hook.event_id)
             .header("webhook-timestamp", unix_now.to_string())
