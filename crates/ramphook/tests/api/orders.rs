@@ -33,6 +33,9 @@ async fn an_on_ramp_order_walks_the_whole_state_machine(backend: Backend) {
     assert_eq!(order["fiatAmount"], "100.50");
     let id = order["id"].as_str().unwrap();
     assert!(uuid::Uuid::parse_str(id).is_ok());
+    // CONTRACT: a UUID as in the seed, lowercase and hyphenated (ids are v7
+    // now, time-ordered, but keep that form).
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().hyphenated().to_string(), id);
 
     for (event, status) in [
         ("payment_received", "paid"),
