@@ -18,6 +18,7 @@ mod deliveries_postgres;
 mod deliveries_sqlite;
 mod endpoints;
 mod handoff;
+mod order_cache;
 mod orders;
 mod orders_postgres;
 mod orders_sqlite;
@@ -41,6 +42,7 @@ use sqlx::{Any, Executor};
 use tokio::sync::Notify;
 
 use crate::secrets::Sealer;
+use order_cache::OrderCache;
 use pg_appender::PgAppender;
 use read_cache::ReadCache;
 use sqlite_writer::SqliteWriter;
@@ -166,6 +168,9 @@ pub struct Store {
     /// PostgreSQL only: the task that writes concurrent event appends as
     /// one statement.
     pg_appender: Option<PgAppender>,
+    /// PostgreSQL only: orders as this instance last wrote them, which its
+    /// appends plan from instead of reading the order first.
+    recent_orders: Option<Arc<OrderCache>>,
     /// Partners as read (they never change and are never deleted).
     partners: Arc<ReadCache<PartnerRow>>,
     /// Validation configurations as read (or their absence), for
@@ -236,6 +241,7 @@ impl Store {
             sqlite: Some(hot_writer),
             pg_wake: None,
             pg_appender: None,
+            recent_orders: None,
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
             sealer,
@@ -272,6 +278,7 @@ impl Store {
             sqlite: None,
             pg_wake: Some(pg_wake),
             pg_appender: Some(pg_appender),
+            recent_orders: Some(Arc::new(OrderCache::new())),
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
             sealer,

@@ -10,7 +10,13 @@
 //! statement changes nothing and the append is planned again from the new
 //! status; a concurrent request with the same key fails on the idempotency
 //! primary key and is answered with the winner's stored answer.
+//!
+//! The plan starts from the order as this instance last wrote it, if it
+//! kept it (`order_cache.rs`), and from a read otherwise. The guard makes a
+//! plan from an outdated entry harmless, and a refusal planned from an
+//! entry is planned again from a read before it is given.
 
+use super::order_cache::OrderCache;
 use super::orders::{
     delivery_id_prefix, idempotent_replay, lost_race, plan_append, subscription_pattern, AppendOutcome, EventRow,
     Idempotency, OrderRow, Replayable, INSERT_ORDER, SELECT_ORDER,
@@ -69,7 +75,10 @@ pub(super) async fn create_order(
         None => query,
     };
     match query.execute(&store.writer).await {
-        Ok(_) => Ok(Replayable::Fresh((order, status, body))),
+        Ok(_) => {
+            recent_orders(store).remember(&order);
+            Ok(Replayable::Fresh((order, status, body)))
+        }
         Err(err) if idem.is_some() && is_unique_violation(&err) => store.replay_race_winner(idem).await,
         Err(err) => Err(err.into()),
     }
@@ -84,20 +93,34 @@ pub(super) async fn append_event(
     idem: Option<&Idempotency>,
     render: impl Fn(&EventRow, &OrderRow) -> (u16, String),
 ) -> StoreResult<Replayable<(AppendOutcome, u16, String)>> {
+    let recent = recent_orders(store);
     let mut last_from = None;
     for _ in 0..MAX_PLANS {
         if let Some(replay) = idempotent_replay(&store.writer, idem).await? {
             return Ok(replay);
         }
-        let order: Option<OrderRow> = sqlx::query_as(SELECT_ORDER)
-            .bind(order_id)
-            .fetch_optional(&store.writer)
-            .await?;
+        let kept = recent.get(order_id);
+        let planned_from_kept = kept.is_some();
+        let order: Option<OrderRow> = match kept {
+            Some(order) => Some(order),
+            None => {
+                sqlx::query_as(SELECT_ORDER)
+                    .bind(order_id)
+                    .fetch_optional(&store.writer)
+                    .await?
+            }
+        };
         let Some(mut order) = order else {
             return Ok(Replayable::Fresh((AppendOutcome::NoSuchOrder, 0, String::new())));
         };
         let (from, event) = match plan_append(&mut order, event_name, tx_hash.clone(), reason.clone(), now_ms()) {
             Ok(planned) => planned,
+            // Another instance may have moved the order since this one
+            // wrote it: only the database's status may refuse.
+            Err(_) if planned_from_kept => {
+                recent.forget(order_id);
+                continue;
+            }
             Err(invalid) => {
                 // A concurrent request with this key may have moved the order
                 // after the key was looked up: its answer is this one's.
@@ -129,6 +152,7 @@ pub(super) async fn append_event(
         let appender = store.pg_appender.as_ref().expect("PostgreSQL stores have an appender");
         match appender.append(planned).await {
             Ok(Some(appended)) => {
+                recent.remember(&order);
                 store.hand_off(appended.leased, appended.targets);
                 // Only what was not handed over needs a claim, here or on
                 // another instance.
@@ -143,7 +167,10 @@ pub(super) async fn append_event(
                 )));
             }
             // The order moved meanwhile: plan again from where it is now.
-            Ok(None) => last_from = Some(from),
+            Ok(None) => {
+                recent.forget(order_id);
+                last_from = Some(from);
+            }
             Err(err) if idem.is_some() && is_unique_violation(&err) => return store.replay_race_winner(idem).await,
             Err(err) => return Err(err.into()),
         }
@@ -168,6 +195,13 @@ pub(super) async fn expire(store: &Store, order_ids: &[String]) -> StoreResult<u
         }
     }
     Ok(expired)
+}
+
+fn recent_orders(store: &Store) -> &OrderCache {
+    store
+        .recent_orders
+        .as_deref()
+        .expect("PostgreSQL stores keep recent orders")
 }
 
 fn is_unique_violation(err: &sqlx::Error) -> bool {

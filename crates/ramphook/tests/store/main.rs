@@ -15,6 +15,7 @@ mod expiry;
 mod fifo;
 mod handoff;
 mod idempotency;
+mod instances;
 mod outbox;
 mod paging;
 mod validation_configs;
