@@ -6,7 +6,7 @@
 //! one-second poll is only the fallback.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -37,13 +37,27 @@ pub struct Wakeup {
     notify: Arc<Notify>,
     /// Set by `wake`: something may be claimable (cleared by the claim).
     claim_wanted: Arc<AtomicBool>,
+    /// When deliveries were last known to be left for a claim (ms): new
+    /// work announced by `wake`, an append that could not hand everything
+    /// over, a claim that found some or skipped endpoints. While that is
+    /// recent, every recorded batch asks for a claim (`record_results`).
+    left_at: Arc<AtomicI64>,
 }
 
 impl Wakeup {
     /// Something may be claimable now: wake the dispatcher to claim.
     pub fn wake(&self) {
+        self.left_behind();
+        self.ask_for_claim();
+    }
+
+    fn ask_for_claim(&self) {
         self.claim_wanted.store(true, Ordering::Release);
         self.notify.notify_one();
+    }
+
+    fn left_behind(&self) {
+        self.left_at.store(now_ms(), Ordering::Relaxed);
     }
 
     /// An append handed deliveries over (`store::Handoff`) and left none for
@@ -88,7 +102,12 @@ impl Dispatcher {
     pub async fn run(self, shutdown: CancellationToken) {
         let this = Arc::new(self);
         let (results_tx, results_rx) = mpsc::unbounded_channel();
-        let recorder = tokio::spawn(record_results(this.store.clone(), results_rx, this.wakeup.clone()));
+        let recorder = tokio::spawn(record_results(
+            this.store.clone(),
+            results_rx,
+            this.wakeup.clone(),
+            this.lease,
+        ));
         let running = Running {
             permits: Arc::new(Semaphore::new(this.max_in_flight)),
             lanes: Arc::new(Mutex::new(Lanes::new(this.max_in_flight_per_endpoint))),
@@ -101,12 +120,13 @@ impl Dispatcher {
             (&running.permits, &running.lanes, &running.in_flight, &running.tracker);
         let mut waiting: Waiting = HashMap::new();
 
-        // When the last claim was made, and the next due time it answered.
-        let (mut last_claim, mut next_due) = (now_ms(), i64::MAX);
+        // When the last claim was made (never: claim at once), the next due
+        // time it answered, and whether it filled its batch (more may wait).
+        let (mut last_claim, mut next_due, mut batch_filled) = (0, i64::MAX, false);
         while !shutdown.is_cancelled() {
             // Start what waits locally first, while its lease is fresh enough:
             // what appends leased for us, then what earlier claims left.
-            let handed = this.take_handed(&mut waiting);
+            this.take_handed(&mut waiting);
             let stale = this.start_waiting(&mut waiting, &running);
             this.release(&stale).await;
             this.offer_room(&waiting, &running);
@@ -123,12 +143,17 @@ impl Dispatcher {
                 this.idle(&shutdown, now_ms() + POLL_FALLBACK.as_millis() as i64).await;
                 continue;
             }
-            // A turn that only took what appends handed over claims nothing:
-            // a claim is wanted after a wake-up that asked for one, and at
-            // least once a poll interval (leases of a stopped instance).
-            let claim_wanted =
-                this.wakeup.claim_wanted.swap(false, Ordering::AcqRel) | this.store.handoff().take_claim_wanted();
-            if handed > 0 && !claim_wanted && now_ms() < (last_claim + POLL_FALLBACK.as_millis() as i64).min(next_due) {
+            // A claim is wanted after a wake-up that asked for one, an append
+            // that left deliveries for one, a claim that filled its batch,
+            // at the next due time, and at least once a poll interval
+            // (leases of a stopped instance). Other turns only start what
+            // appends handed over and offer the room that freed.
+            let appends_left = this.store.handoff().take_claim_wanted();
+            if appends_left {
+                this.wakeup.left_behind();
+            }
+            let claim_wanted = this.wakeup.claim_wanted.swap(false, Ordering::AcqRel) | appends_left | batch_filled;
+            if !claim_wanted && now_ms() < (last_claim + POLL_FALLBACK.as_millis() as i64).min(next_due) {
                 this.idle(&shutdown, (last_claim + POLL_FALLBACK.as_millis() as i64).min(next_due))
                     .await;
                 continue;
@@ -152,6 +177,11 @@ impl Dispatcher {
                 }
             };
             let claimed_count = claimed.len();
+            batch_filled = claimed_count == free as usize;
+            if claimed_count > 0 || !skip.is_empty() {
+                // Behind what was claimed, or in a skipped lane, more may wait.
+                this.wakeup.left_behind();
+            }
             let now = now_ms();
             for delivery in claimed {
                 waiting
@@ -416,8 +446,19 @@ impl Dispatcher {
 }
 
 /// Writes attempt results in batches (one transaction each), then wakes the
-/// dispatcher: a finished delivery may unblock the next event of its order.
-async fn record_results(store: Store, mut results: mpsc::UnboundedReceiver<AttemptResult>, wakeup: Wakeup) {
+/// dispatcher to offer the room that freed. It asks for a claim as well if
+/// deliveries were left for one within a lease (a finished delivery may
+/// have been what the next event of its order, or a full lane, waited for:
+/// any attempt in flight then has ended within its lease), or if a retry
+/// was scheduled (the next due time moved). Otherwise appends hand over
+/// everything and a claim would find nothing: on PostgreSQL such claims
+/// were over half the statements in `single`.
+async fn record_results(
+    store: Store,
+    mut results: mpsc::UnboundedReceiver<AttemptResult>,
+    wakeup: Wakeup,
+    lease: Duration,
+) {
     let mut batch = Vec::with_capacity(512);
     while results.recv_many(&mut batch, 512).await > 0 {
         let mut backoff = Duration::from_millis(50);
@@ -435,7 +476,12 @@ async fn record_results(store: Store, mut results: mpsc::UnboundedReceiver<Attem
                 }
             }
         }
+        let left_recently = now_ms() - wakeup.left_at.load(Ordering::Relaxed) <= lease.as_millis() as i64;
+        if left_recently || batch.iter().any(|result| result.new_status == "pending") {
+            wakeup.ask_for_claim();
+        } else {
+            wakeup.notify.notify_one();
+        }
         batch.clear();
-        wakeup.wake();
     }
 }
