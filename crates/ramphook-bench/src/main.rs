@@ -8,6 +8,7 @@
 
 mod api;
 mod ceiling;
+mod database_cpu;
 mod driver;
 mod metrics;
 mod partner_time;

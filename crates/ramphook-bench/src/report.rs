@@ -74,6 +74,12 @@ pub struct ServerUse {
     pub cpu_ms_per_1000_deliveries: Option<f64>,
     pub peak_rss_mib: f64,
     pub rss_end_mib: f64,
+    /// Every local `postgres` process's CPU over the same phase (`--db
+    /// postgres` with the database on this machine; `database_cpu.rs`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cpu_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_cpu_ms_per_1000_deliveries: Option<f64>,
 }
 
 /// The validation scenario's figures: `POST /v1/partners/{pid}/validate`.
@@ -262,6 +268,15 @@ pub fn render_table(r: &Results) -> String {
                 None => format!("{:.2} s total", s.cpu_seconds),
             },
         );
+        if let Some(cpu) = s.database_cpu_seconds {
+            row(
+                "database CPU",
+                match s.database_cpu_ms_per_1000_deliveries {
+                    Some(per) => format!("{cpu:.2} s total, {per:.0} ms per 1,000 {unit} (local postgres processes)"),
+                    None => format!("{cpu:.2} s total (local postgres processes)"),
+                },
+            );
+        }
         row(
             "server memory",
             format!("peak RSS {:.1} MiB, at end {:.1} MiB", s.peak_rss_mib, s.rss_end_mib),
@@ -332,6 +347,8 @@ mod tests {
                 cpu_ms_per_1000_deliveries: Some(1200.0),
                 peak_rss_mib: 30.0,
                 rss_end_mib: 28.0,
+                database_cpu_seconds: Some(2.4),
+                database_cpu_ms_per_1000_deliveries: Some(2400.0),
             }),
             ..Results::default()
         };
@@ -344,6 +361,7 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("1200 ms per 1,000 deliveries"), "{table}");
+        assert!(table.contains("2400 ms per 1,000 deliveries (local postgres"), "{table}");
         // Values line up in one column.
         let columns: Vec<usize> = table
             .lines()

@@ -153,7 +153,27 @@ pub(crate) fn server_use(before: Option<ProcSample>, after: Option<ProcSample>, 
         cpu_ms_per_1000_deliveries: (requests > 0).then(|| report::round3(cpu * 1000.0 / (requests as f64 / 1000.0))),
         peak_rss_mib: report::round3(after.peak_rss_kib as f64 / 1024.0),
         rss_end_mib: report::round3(after.rss_kib as f64 / 1024.0),
+        ..ServerUse::default()
     })
+}
+
+/// The database's CPU so far, if it is a PostgreSQL on this machine.
+pub(crate) fn database_cpu(args: &Args) -> Option<f64> {
+    (args.db == Db::Postgres)
+        .then(crate::database_cpu::local_postgres_cpu_seconds)
+        .flatten()
+}
+
+/// Adds the database's CPU since `before` (`database_cpu`) to `server`, per
+/// 1,000 of `requests`.
+pub(crate) fn add_database_use(server: &mut Option<ServerUse>, args: &Args, before: Option<f64>, requests: u64) {
+    let (Some(server), Some(before), Some(after)) = (server.as_mut(), before, database_cpu(args)) else {
+        return;
+    };
+    let cpu = after - before;
+    server.database_cpu_seconds = Some(report::round3(cpu));
+    server.database_cpu_ms_per_1000_deliveries =
+        (requests > 0).then(|| report::round3(cpu * 1000.0 / (requests as f64 / 1000.0)));
 }
 
 /// Draws `histogram` where `--svg`/`--out` say and notes the file (or why
@@ -227,6 +247,7 @@ async fn load(args: &Args) -> Result<Results, String> {
     results.warmup_orders = Some(Rate::new(orders.len() as u64, warmup_start.elapsed().as_secs_f64()));
 
     let before = target.server.sample();
+    let database_before = database_cpu(args);
     let bench_before = ProcSample::read_self();
     let max_events = args.events.unwrap_or(u64::MAX).min(orders.len() as u64 * steps as u64);
     let progress = bar(max_events, "events");
@@ -291,6 +312,7 @@ async fn load(args: &Args) -> Result<Results, String> {
     results.early_arrivals = tracker.early();
     let requests = counts.healthy + counts.slow + counts.hung;
     results.server = server_use(before, after, requests);
+    add_database_use(&mut results.server, args, database_before, requests);
     if args.scenario == Scenario::SlowNeighbour {
         results
             .extra
@@ -425,6 +447,7 @@ async fn backlog(args: &Args) -> Result<Results, String> {
     }
 
     let bench_before = ProcSample::read_self();
+    let database_before = database_cpu(args);
     let restart = Instant::now();
     let mut server = Server::spawn(&spawn).await?;
     let listening = restart.elapsed();
@@ -460,6 +483,7 @@ async fn backlog(args: &Args) -> Result<Results, String> {
     };
     // The second server is a fresh process: all its CPU is the drain's.
     results.server = server_use(Some(zero), after, delivered);
+    add_database_use(&mut results.server, args, database_before, delivered);
     results.bench_cpu_seconds = bench_cpu(bench_before);
     results.notes.push(
         "deliveries/s is the drain: from the restart of the server to the last arrival; \

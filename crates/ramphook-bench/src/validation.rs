@@ -17,7 +17,7 @@ use crate::metrics::{new_histogram, LatencySummary};
 use crate::partner_time::PartnerTimes;
 use crate::receiver::{Behaviour, Receiver};
 use crate::report::{self, Rate, Results, ValidationFigures};
-use crate::scenarios::{bar, base_results, bench_cpu, server_use, start_server};
+use crate::scenarios::{add_database_use, bar, base_results, bench_cpu, database_cpu, server_use, start_server};
 use crate::server::ProcSample;
 use crate::Args;
 
@@ -78,6 +78,7 @@ pub async fn run(args: &Args) -> Result<Results, String> {
     }
 
     let before = target.server.sample();
+    let database_before = database_cpu(args);
     let bench_before = ProcSample::read_self();
     let partner_before = times.histogram();
     let stats = call_loop(
@@ -106,6 +107,7 @@ pub async fn run(args: &Args) -> Result<Results, String> {
         unpaired: stats.unpaired,
     });
     results.server = server_use(before, after, stats.allowed + stats.errors);
+    add_database_use(&mut results.server, args, database_before, stats.allowed + stats.errors);
     results.config.insert("warmup_calls".into(), json!(warmup));
     results.notes.push(
         "client latency: from sending POST /validate to its full answer; partner's own time: the receiver's, \
