@@ -361,7 +361,10 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("1200 ms per 1,000 deliveries"), "{table}");
-        assert!(table.contains("2400 ms per 1,000 deliveries (local postgres"), "{table}");
+        assert!(
+            table.contains("2400 ms per 1,000 deliveries (local postgres"),
+            "{table}"
+        );
         // Values line up in one column.
         let columns: Vec<usize> = table
             .lines()

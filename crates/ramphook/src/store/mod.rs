@@ -262,9 +262,14 @@ impl Store {
             .await
             .map_err(|e| StoreError::Other(format!("migration failed: {e}")))?;
         native.close().await;
+        // sqlx pings a connection (a round trip) each time it is taken from
+        // the pool unless told not to: that doubled the round trips of every
+        // statement. A connection that broke meanwhile fails its statement
+        // instead (503 for that request) and is dropped from the pool.
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
             .connect(url)
             .await?;
         let pg_wake = Arc::new(Notify::new());
