@@ -1,9 +1,10 @@
 //! Background upkeep: once a second, disable endpoints that have failed
-//! without a break for `RAMPHOOK_DISABLE_AFTER`; and purge attempts, finished
+//! without a break for `RAMPHOOK_DISABLE_AFTER`; purge attempts, finished
 //! deliveries and idempotency records older than `RAMPHOOK_RETENTION` in
 //! small batches, so deliveries are never held up behind a big delete —
 //! batch after batch while there is a backlog, then only now and then (see
-//! `purge_pause`).
+//! `purge_pause`); and, on PostgreSQL, refresh the planner's statistics of
+//! tables that grew fast (`store/planner_statistics.rs`).
 
 use std::time::Duration;
 
@@ -33,6 +34,11 @@ pub async fn run(
         {
             Ok(disabled) => disabled.iter().for_each(|endpoint| alerts.disabled(endpoint)),
             Err(err) => tracing::warn!(error = %err, "checking failing endpoints failed; retrying"),
+        }
+        match store.refresh_planner_statistics().await {
+            Ok(analysed) if !analysed.is_empty() => tracing::debug!(?analysed, "planner statistics refreshed"),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "refreshing planner statistics failed; retrying"),
         }
         if now >= next_purge {
             let purged = store

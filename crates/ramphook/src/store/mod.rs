@@ -24,6 +24,7 @@ mod orders_postgres;
 mod orders_sqlite;
 mod partners;
 mod pg_appender;
+mod planner_statistics;
 mod read_cache;
 mod secrets;
 mod sqlite_sql;

@@ -18,4 +18,5 @@ mod idempotency;
 mod instances;
 mod outbox;
 mod paging;
+mod planner_statistics;
 mod validation_configs;
