@@ -95,6 +95,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     if store.backend() == Backend::Postgres {
         tokio::spawn(wake_on_notify(
             config.database_url.clone(),
+            store.instance_id().to_owned(),
             wakeup.clone(),
             shutdown.clone(),
         ));
@@ -188,16 +189,20 @@ pub async fn rekey(args: config::RekeyArgs) -> Result<usize, String> {
 
 /// PostgreSQL: another instance's commit wakes this instance's dispatcher
 /// within milliseconds (LISTEN/NOTIFY); the dispatcher's poll is the fallback
-/// while the listener reconnects.
-async fn wake_on_notify(url: String, wakeup: Wakeup, shutdown: tokio_util::sync::CancellationToken) {
+/// while the listener reconnects. This instance's own notifications (signed
+/// `own_id`) are ignored: its dispatcher heard of that work directly, and
+/// a claim for each of them made a slow partner's every event cost two
+/// more statements.
+async fn wake_on_notify(url: String, own_id: String, wakeup: Wakeup, shutdown: tokio_util::sync::CancellationToken) {
     let mut backoff = Duration::from_millis(100);
     while !shutdown.is_cancelled() {
         let listener = async {
             let mut listener = sqlx::postgres::PgListener::connect(&url).await?;
             listener.listen(store::WAKE_CHANNEL).await?;
             loop {
-                listener.recv().await?;
-                wakeup.wake();
+                if listener.recv().await?.payload() != own_id {
+                    wakeup.wake();
+                }
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())

@@ -37,10 +37,11 @@ pub struct Wakeup {
     notify: Arc<Notify>,
     /// Set by `wake`: something may be claimable (cleared by the claim).
     claim_wanted: Arc<AtomicBool>,
-    /// When deliveries were last known to be left for a claim (ms): new
-    /// work announced by `wake`, an append that could not hand everything
-    /// over, a claim that found some or skipped endpoints. While that is
-    /// recent, every recorded batch asks for a claim (`record_results`).
+    /// When deliveries were last left for a claim anywhere (ms): new work
+    /// announced by `wake`, an append that had no room to lease them. While
+    /// that is recent, every recorded batch asks for a claim
+    /// (`record_results`). Deliveries left behind particular lanes are
+    /// tracked per endpoint (`Handoff::left_in_lanes`).
     left_at: Arc<AtomicI64>,
 }
 
@@ -178,11 +179,13 @@ impl Dispatcher {
             };
             let claimed_count = claimed.len();
             batch_filled = claimed_count == free as usize;
-            if claimed_count > 0 || !skip.is_empty() {
-                // Behind what was claimed, or in a skipped lane, more may wait.
-                this.wakeup.left_behind();
-            }
             let now = now_ms();
+            // Behind what was claimed, or in a skipped lane, more may wait:
+            // a claim can take it once that lane moves.
+            let claimed_lanes: Vec<&String> = claimed.iter().map(|delivery| &delivery.endpoint_id).collect();
+            this.store
+                .handoff()
+                .left_in_lanes(skip.iter().chain(claimed_lanes), now);
             for delivery in claimed {
                 waiting
                     .entry(delivery.endpoint_id.clone())
@@ -446,13 +449,16 @@ impl Dispatcher {
 }
 
 /// Writes attempt results in batches (one transaction each), then wakes the
-/// dispatcher to offer the room that freed. It asks for a claim as well if
-/// deliveries were left for one within a lease (a finished delivery may
-/// have been what the next event of its order, or a full lane, waited for:
-/// any attempt in flight then has ended within its lease), or if a retry
-/// was scheduled (the next due time moved). Otherwise appends hand over
-/// everything and a claim would find nothing: on PostgreSQL such claims
-/// were over half the statements in `single`.
+/// dispatcher to offer the room that freed. It asks for a claim as well if,
+/// within a lease, deliveries were left for one with no room to lease them,
+/// or left behind the lane of an endpoint in the batch (a finished delivery
+/// may have been what the next event of its order, or a full lane, waited
+/// for: any attempt in flight then has ended within its lease), or if a
+/// retry was scheduled (the next due time moved). Otherwise appends hand
+/// over everything and a claim would find nothing: on PostgreSQL such
+/// claims were over half the statements in `single`, and in
+/// `slow-neighbour` a full lane's leftovers made every healthy result ask
+/// for one.
 async fn record_results(
     store: Store,
     mut results: mpsc::UnboundedReceiver<AttemptResult>,
@@ -476,7 +482,12 @@ async fn record_results(
                 }
             }
         }
-        let left_recently = now_ms() - wakeup.left_at.load(Ordering::Relaxed) <= lease.as_millis() as i64;
+        let now = now_ms();
+        let since = now - lease.as_millis() as i64;
+        let left_recently = wakeup.left_at.load(Ordering::Relaxed) >= since
+            || store
+                .handoff()
+                .left_in_any_lane(batch.iter().map(|result| result.endpoint_id.as_str()), since, now);
         if left_recently || batch.iter().any(|result| result.new_status == "pending") {
             wakeup.ask_for_claim();
         } else {

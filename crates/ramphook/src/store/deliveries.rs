@@ -2,6 +2,7 @@
 //! lease, record attempt results and endpoint health in batches), from the
 //! API (list, show, retry, test, recover) and from retention (purge).
 
+use super::handoff::Appended;
 use super::{placeholders, Backend, Page, Store, StoreResult};
 use crate::domain::time::now_ms;
 
@@ -332,17 +333,27 @@ impl Store {
     }
 
     /// Hands deliveries an append leased (and committed) to this instance's
-    /// dispatcher. If that fails, they are sent once their lease expires.
-    pub(super) fn hand_off(&self, leased: Vec<ClaimedRow>, targets: Vec<TargetRow>) {
-        if leased.is_empty() {
-            return;
+    /// dispatcher, and notes what it left for a claim: wanted at once if it
+    /// left any with no offer (answers whether it did: other instances may
+    /// have the room this one lacks), or once the lanes it left some behind
+    /// move. Leased deliveries not handed over (an error) are sent once
+    /// their lease expires.
+    pub(super) fn hand_off(&self, appended: Appended) -> bool {
+        let left = appended.left_for_claim;
+        if left {
+            self.handoff.want_claim();
         }
-        match self.with_targets(leased, targets, now_ms()) {
+        self.handoff.left_in_lanes(&appended.left_in_lanes, now_ms());
+        if appended.leased.is_empty() {
+            return left;
+        }
+        match self.with_targets(appended.leased, appended.targets, now_ms()) {
             Ok(deliveries) => self.handoff.hand(deliveries),
             Err(err) => {
                 tracing::warn!(error = %err, "leased deliveries not handed over; they go out when their lease expires")
             }
         }
+        left
     }
 
     /// Records a batch of attempt results atomically (one transaction on

@@ -16,20 +16,26 @@
 //! the dispatcher cannot start at once waits locally under its lease (and is
 //! released if that grows old), exactly like an over-full claim.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::deliveries::{ClaimedDelivery, ClaimedRow, TargetRow};
 
 /// An append's deliveries as its statement answered them: those leased at
-/// once for this instance's dispatcher, and whether others were left for a
-/// claim.
+/// once for this instance's dispatcher, and those left for a claim.
 #[derive(Default)]
 pub(super) struct Appended {
     pub leased: Vec<ClaimedRow>,
     /// The leased deliveries' endpoints (matched to them by id).
     pub targets: Vec<TargetRow>,
+    /// Deliveries were left with no offer to lease them (the dispatcher had
+    /// no room, or there is none): a claim is wanted.
     pub left_for_claim: bool,
+    /// The endpoints of deliveries offered but left behind their lane (full,
+    /// deliveries waiting locally, or an earlier delivery of the order
+    /// pending): a claim finds them only once that lane moves.
+    pub left_in_lanes: Vec<String>,
 }
 
 #[derive(Default)]
@@ -43,6 +49,16 @@ pub struct Handoff {
     handed: Mutex<Vec<ClaimedDelivery>>,
     /// An append left deliveries for a claim (not leased, or not handed).
     claim_wanted: AtomicBool,
+    /// Endpoints behind whose lanes deliveries were left for a claim, with
+    /// when (ms): a result from one of them may have made room for them.
+    lanes_left: Mutex<LanesLeft>,
+}
+
+#[derive(Default)]
+struct LanesLeft {
+    at: HashMap<String, i64>,
+    /// When entries older than a lease were last dropped.
+    pruned_at: i64,
 }
 
 /// What an append may lease: for how long, and for which endpoints not.
@@ -96,6 +112,34 @@ impl Handoff {
         self.claim_wanted.store(true, Ordering::Release);
     }
 
+    /// Deliveries to these endpoints were left behind their lanes at `now`:
+    /// a claim is worth making once one of those lanes moves.
+    pub fn left_in_lanes<'a>(&self, endpoints: impl IntoIterator<Item = &'a String>, now: i64) {
+        let mut lanes = self.lanes_left.lock().unwrap();
+        for endpoint in endpoints {
+            match lanes.at.get_mut(endpoint) {
+                Some(at) => *at = now,
+                None => {
+                    lanes.at.insert(endpoint.clone(), now);
+                }
+            }
+        }
+    }
+
+    /// Whether deliveries were left behind the lane of any of `endpoints`
+    /// since `since` (ms). Forgets, once per `since`'s distance from `now`,
+    /// the lanes left before it.
+    pub fn left_in_any_lane<'a>(&self, endpoints: impl IntoIterator<Item = &'a str>, since: i64, now: i64) -> bool {
+        let mut lanes = self.lanes_left.lock().unwrap();
+        if lanes.pruned_at < since {
+            lanes.at.retain(|_, at| *at >= since);
+            lanes.pruned_at = now;
+        }
+        endpoints
+            .into_iter()
+            .any(|endpoint| lanes.at.get(endpoint).is_some_and(|at| *at >= since))
+    }
+
     /// Whether a claim was wanted since the last call.
     pub fn take_claim_wanted(&self) -> bool {
         self.claim_wanted.swap(false, Ordering::AcqRel)
@@ -147,6 +191,31 @@ mod tests {
         let taken: Vec<String> = handoff.take().into_iter().map(|d| d.id).collect();
         assert_eq!(taken, ["a", "b", "c"]);
         assert!(handoff.take().is_empty());
+    }
+
+    #[test]
+    fn a_lane_counts_as_left_behind_from_its_last_leftover_until_it_grows_old() {
+        let handoff = Handoff::default();
+        let (slow, other) = ("ep_slow".to_owned(), "ep_other".to_owned());
+        handoff.left_in_lanes([&slow], 1_000);
+        assert!(handoff.left_in_any_lane(["ep_other", "ep_slow"], 500, 1_000));
+        assert!(
+            !handoff.left_in_any_lane(["ep_other"], 500, 1_000),
+            "only the lanes named"
+        );
+        handoff.left_in_lanes([&slow, &other], 5_000);
+        assert!(
+            handoff.left_in_any_lane(["ep_slow"], 2_000, 5_000),
+            "the latest leftover counts"
+        );
+        assert!(
+            !handoff.left_in_any_lane(["ep_slow", "ep_other"], 6_000, 9_000),
+            "too old"
+        );
+        assert!(
+            handoff.lanes_left.lock().unwrap().at.is_empty(),
+            "old lanes are forgotten"
+        );
     }
 
     #[test]

@@ -166,6 +166,9 @@ pub struct Store {
     /// PostgreSQL only: wakes the task that sends `NOTIFY` to every
     /// instance. Writes in quick succession share one notification.
     pg_wake: Option<Arc<Notify>>,
+    /// Names this instance in its notifications, so that it can ignore its
+    /// own: its dispatcher hears of its own work directly.
+    instance_id: Arc<str>,
     /// PostgreSQL only: the task that writes concurrent event appends as
     /// one statement.
     pg_appender: Option<PgAppender>,
@@ -241,6 +244,7 @@ impl Store {
             reader,
             sqlite: Some(hot_writer),
             pg_wake: None,
+            instance_id: new_instance_id(),
             pg_appender: None,
             recent_orders: None,
             partners: Arc::new(ReadCache::new(Duration::MAX)),
@@ -274,7 +278,8 @@ impl Store {
             .connect(url)
             .await?;
         let pg_wake = Arc::new(Notify::new());
-        tokio::spawn(announce_new_work(pool.clone(), pg_wake.clone()));
+        let instance_id = new_instance_id();
+        tokio::spawn(announce_new_work(pool.clone(), pg_wake.clone(), instance_id.clone()));
         let handoff = Arc::new(Handoff::default());
         let pg_appender = PgAppender::start(pool.clone(), handoff.clone());
         Ok(Self {
@@ -283,6 +288,7 @@ impl Store {
             reader: pool,
             sqlite: None,
             pg_wake: Some(pg_wake),
+            instance_id,
             pg_appender: Some(pg_appender),
             recent_orders: Some(Arc::new(OrderCache::new())),
             partners: Arc::new(ReadCache::new(Duration::MAX)),
@@ -294,6 +300,11 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The payload of this instance's notifications on `WAKE_CHANNEL`.
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
     }
 
     /// Where this instance's dispatcher offers room and takes deliveries
@@ -333,17 +344,23 @@ impl Store {
     }
 }
 
-/// Sends `NOTIFY` on the wake channel each time it is woken. While one is
-/// on its way, further wake-ups collapse into the next one, so a burst of
-/// events costs a notification or two, not a round trip each.
-async fn announce_new_work(pool: AnyPool, wake: Arc<Notify>) {
+fn new_instance_id() -> Arc<str> {
+    uuid::Uuid::new_v4().simple().to_string().into()
+}
+
+/// Sends `NOTIFY` on the wake channel, signed `instance_id`, each time it is
+/// woken. While one is on its way, further wake-ups collapse into the next
+/// one, so a burst of events costs a notification or two, not a round trip
+/// each.
+async fn announce_new_work(pool: AnyPool, wake: Arc<Notify>, instance_id: Arc<str>) {
     loop {
         wake.notified().await;
         if pool.is_closed() {
             return;
         }
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(WAKE_CHANNEL)
+            .bind(&*instance_id)
             .execute(&pool)
             .await
         {

@@ -209,10 +209,7 @@ impl Store {
                     )
                 })
                 .await?;
-            self.hand_off(appended.leased, appended.targets);
-            if appended.left_for_claim {
-                self.handoff.want_claim();
-            }
+            self.hand_off(appended);
             return Ok(answer);
         }
         super::orders_postgres::append_event(self, order_id, event_name, tx_hash, reason, idem, render).await

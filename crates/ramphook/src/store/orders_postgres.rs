@@ -153,11 +153,11 @@ pub(super) async fn append_event(
         match appender.append(planned).await {
             Ok(Some(appended)) => {
                 recent.remember(&order);
-                store.hand_off(appended.leased, appended.targets);
-                // Only what was not handed over needs a claim, here or on
-                // another instance.
-                if appended.left_for_claim {
-                    store.handoff.want_claim();
+                // What was left with no room here may find room on
+                // another instance. What was left behind a lane waits for
+                // that lane to move: other instances take it at their next
+                // claim, or poll.
+                if store.hand_off(appended) {
                     store.notify_dispatchers();
                 }
                 return Ok(Replayable::Fresh((

@@ -176,6 +176,7 @@ fn append_in(
             leased: Vec::new(),
             targets: Vec::new(),
             left_for_claim: execute(conn, INSERT_DELIVERIES, &values)? > 0,
+            left_in_lanes: Vec::new(),
         },
         Some(offer) => {
             let skip: &str = &offer.skip;
@@ -189,17 +190,20 @@ fn append_in(
     Ok((AppendOutcome::Appended { event, order }, appended))
 }
 
-/// The deliveries an append leased, their endpoints' targets (read in the
-/// same transaction), and whether it left others for a claim.
+/// The deliveries an append leased under an offer, their endpoints'
+/// targets (read in the same transaction), and the endpoints of those it
+/// left behind their lanes.
 fn leased_with_targets(
     conn: &Connection,
     event: &EventRow,
     inserted: Vec<(String, String, Option<i64>)>,
 ) -> StoreResult<Appended> {
-    let left_for_claim = inserted.iter().any(|(_, _, locked_until)| locked_until.is_none());
-    let leased: Vec<ClaimedRow> = inserted
+    let (leased, left): (Vec<_>, Vec<_>) = inserted
         .into_iter()
-        .filter(|(_, _, locked_until)| locked_until.is_some())
+        .partition(|(_, _, locked_until)| locked_until.is_some());
+    let left_in_lanes = left.into_iter().map(|(_, endpoint_id, _)| endpoint_id).collect();
+    let leased: Vec<ClaimedRow> = leased
+        .into_iter()
         .map(|(id, endpoint_id, _)| {
             (
                 id,
@@ -220,7 +224,8 @@ fn leased_with_targets(
     Ok(Appended {
         leased,
         targets,
-        left_for_claim,
+        left_for_claim: false,
+        left_in_lanes,
     })
 }
 

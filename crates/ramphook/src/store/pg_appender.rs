@@ -257,6 +257,9 @@ async fn append_all(
                     .push((id, event_id, order_id, event_name, time_stamp, 0, endpoint_id));
                 appended.targets.push(target);
             }
+            // Offered, yet not leased: its endpoint was skipped or its lane
+            // holds an earlier delivery of the order.
+            (_, _, _, Some(endpoint_id), _, _) if offer.is_some() => appended.left_in_lanes.push(endpoint_id),
             _ => appended.left_for_claim = true,
         }
     }

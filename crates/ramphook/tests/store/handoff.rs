@@ -2,8 +2,11 @@
 //! deliveries it creates and hands them over with their targets, so no claim
 //! is needed — but never one queued behind an earlier pending delivery of its
 //! order to that endpoint, nor one for an endpoint the dispatcher skips.
+//! Those wait for their lane to move; what was left with no room offered
+//! asks for a claim at once.
 
 use ramphook::domain::order::EventName;
+use ramphook::domain::time::now_ms;
 
 use crate::harness::*;
 
@@ -64,6 +67,7 @@ async fn nothing_is_leased_without_room(db: Db) {
         store.handoff().take().is_empty(),
         "no dispatcher opened: nothing leased"
     );
+    assert!(store.handoff().take_claim_wanted(), "a claim is asked for at once");
     assert_eq!(claim(&store, LONG_LEASE_MS).await.len(), 1);
 
     store.handoff().open(10, LONG_LEASE_MS, &[]);
@@ -71,15 +75,17 @@ async fn nothing_is_leased_without_room(db: Db) {
     let o = order(&store, &p).await;
     event(&store, &o, EventName::PaymentReceived).await;
     assert!(store.handoff().take().is_empty(), "closed: nothing leased");
+    assert!(store.handoff().take_claim_wanted(), "a claim is asked for at once");
     assert_eq!(claim(&store, LONG_LEASE_MS).await.len(), 1);
 }
 
 async fn a_delivery_behind_a_pending_one_of_its_order_is_left_for_a_claim(db: Db) {
     let store = db.open().await;
     let p = partner(&store).await;
-    endpoint(&store, &p, None).await;
+    let ep = endpoint(&store, &p, None).await;
     let o = order(&store, &p).await;
     let first = event(&store, &o, EventName::PaymentReceived).await;
+    assert!(store.handoff().take_claim_wanted(), "no room offered: a claim at once");
     assert_eq!(
         claim(&store, LONG_LEASE_MS).await.len(),
         1,
@@ -92,7 +98,14 @@ async fn a_delivery_behind_a_pending_one_of_its_order_is_left_for_a_claim(db: Db
         store.handoff().take().is_empty(),
         "the first is still pending: the second must wait its turn"
     );
-    assert!(store.handoff().take_claim_wanted(), "and a claim is asked for");
+    assert!(
+        !store.handoff().take_claim_wanted(),
+        "no claim at once: it would find the first one still pending"
+    );
+    assert!(
+        store.handoff().left_in_any_lane([ep.as_str()], 0, now_ms()),
+        "its lane is marked: the first one's result asks for a claim"
+    );
     let first_delivery = delivery_of(&store, &p, &first).await;
     store
         .record_attempts(&[attempt(&first_delivery.id, Some(200), "delivered", 0)])
@@ -111,8 +124,19 @@ async fn skipped_endpoints_are_left_for_a_claim(db: Db) {
     let o = order(&store, &p).await;
     event(&store, &o, EventName::PaymentReceived).await;
     let handed: Vec<String> = store.handoff().take().into_iter().map(|d| d.endpoint_id).collect();
-    assert_eq!(handed, [open]);
-    assert!(store.handoff().take_claim_wanted(), "the skipped one asks for a claim");
+    assert_eq!(handed, std::slice::from_ref(&open));
+    assert!(
+        !store.handoff().take_claim_wanted(),
+        "no claim at once: the skipped lane has no room"
+    );
+    assert!(
+        store.handoff().left_in_any_lane([skipped.as_str()], 0, now_ms()),
+        "its lane is marked: a result from it asks for a claim"
+    );
+    assert!(
+        !store.handoff().left_in_any_lane([open.as_str()], 0, now_ms()),
+        "the other lane is not"
+    );
     let claimed: Vec<String> = claim(&store, LONG_LEASE_MS)
         .await
         .into_iter()
