@@ -365,7 +365,11 @@ impl Store {
                 .write(move |conn| super::deliveries_sqlite::record(conn, &results, now_ms()))
                 .await;
         }
-        super::deliveries_postgres::record(&self.writer, results, now_ms()).await
+        let connection = self
+            .pg_recorder
+            .as_ref()
+            .expect("PostgreSQL stores keep a recorder connection");
+        super::deliveries_postgres::record(connection, results, now_ms()).await
     }
 
     /// Gives leased deliveries back (shutdown) so the next start sends them at once.

@@ -8,9 +8,9 @@
 //! driver cannot bind arrays.
 
 use serde::Serialize;
-use sqlx::AnyPool;
 
 use super::deliveries::{last_outcome_per_endpoint, AttemptResult};
+use super::sticky_connection::StickyConnection;
 use super::StoreResult;
 
 /// The attempts, then each delivery's outcome (only a still-pending delivery
@@ -59,8 +59,9 @@ struct HealthRow<'a> {
 }
 
 /// Records `results` (attempts, outcomes, endpoint health) atomically, as
-/// one statement; `now` starts an endpoint's run of failures.
-pub(super) async fn record(pool: &AnyPool, results: &[AttemptResult], now: i64) -> StoreResult<()> {
+/// one statement on the recorder's own connection; `now` starts an
+/// endpoint's run of failures.
+pub(super) async fn record(connection: &StickyConnection, results: &[AttemptResult], now: i64) -> StoreResult<()> {
     let rows: Vec<RecordRow<'_>> = results
         .iter()
         .enumerate()
@@ -81,11 +82,18 @@ pub(super) async fn record(pool: &AnyPool, results: &[AttemptResult], now: i64) 
         .map(|(endpoint_id, healthy)| HealthRow { endpoint_id, healthy })
         .collect();
     let encode = |err: serde_json::Error| sqlx::Error::Encode(Box::new(err));
-    sqlx::query(RECORD_BATCH)
-        .bind(serde_json::to_string(&rows).map_err(encode)?)
-        .bind(serde_json::to_string(&health).map_err(encode)?)
+    let (rows, health) = (
+        serde_json::to_string(&rows).map_err(encode)?,
+        serde_json::to_string(&health).map_err(encode)?,
+    );
+    let mut kept = connection.get().await?;
+    let recorded = sqlx::query(RECORD_BATCH)
+        .bind(rows)
+        .bind(health)
         .bind(now)
-        .execute(pool)
-        .await?;
+        .execute(&mut *kept)
+        .await;
+    drop(kept);
+    connection.checked(recorded).await?;
     Ok(())
 }

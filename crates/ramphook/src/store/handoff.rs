@@ -30,11 +30,12 @@ pub(super) struct Appended {
     /// The leased deliveries' endpoints (matched to them by id).
     pub targets: Vec<TargetRow>,
     /// Deliveries were left with no offer to lease them (the dispatcher had
-    /// no room, or there is none): a claim is wanted.
+    /// no room, or there is none), or behind an earlier delivery of their
+    /// order that may have finished meanwhile: a claim is wanted.
     pub left_for_claim: bool,
-    /// The endpoints of deliveries offered but left behind their lane (full,
-    /// deliveries waiting locally, or an earlier delivery of the order
-    /// pending): a claim finds them only once that lane moves.
+    /// The endpoints of deliveries left because the offer skipped them
+    /// (full lanes, deliveries waiting locally): a claim finds them only
+    /// once that lane moves.
     pub left_in_lanes: Vec<String>,
 }
 
@@ -44,8 +45,9 @@ pub struct Handoff {
     /// no dispatcher: then nothing is ever leased at append).
     room: AtomicUsize,
     lease_ms: AtomicI64,
-    /// Endpoints not to lease for, as a JSON array of ids (bound to SQL).
-    skip: Mutex<Arc<str>>,
+    /// Endpoints not to lease for, as a JSON array of ids (bound to SQL)
+    /// and as ids.
+    skip: Mutex<(Arc<str>, Arc<[String]>)>,
     handed: Mutex<Vec<ClaimedDelivery>>,
     /// An append left deliveries for a claim (not leased, or not handed).
     claim_wanted: AtomicBool,
@@ -67,14 +69,29 @@ pub struct Offer {
     pub lease_ms: i64,
     /// JSON array of endpoint ids.
     pub skip: Arc<str>,
+    /// The same ids.
+    pub skipped: Arc<[String]>,
+}
+
+impl Offer {
+    /// Whether deliveries to `endpoint` are not leased under this offer.
+    pub fn skips(&self, endpoint: &str) -> bool {
+        self.skipped.iter().any(|skipped| skipped == endpoint)
+    }
 }
 
 impl Handoff {
     /// The dispatcher's turn: it can take `room` more deliveries, under
-    /// leases of `lease_ms`, for any endpoint but `skip`.
+    /// leases of `lease_ms`, for any endpoint but `skip`. Appends leave
+    /// deliveries to those behind their lanes, so the lanes are marked
+    /// (`left_in_lanes`) now, before any append can see this offer: a
+    /// result recorded from one of them while such an append is on its way
+    /// then asks for a claim.
     pub fn open(&self, room: usize, lease_ms: i64, skip: &[&String]) {
-        let skip: Arc<str> = serde_json::to_string(skip).expect("ids serialize").into();
-        *self.skip.lock().unwrap() = skip;
+        let json: Arc<str> = serde_json::to_string(skip).expect("ids serialize").into();
+        let skipped: Arc<[String]> = skip.iter().map(|id| (*id).clone()).collect();
+        self.left_in_lanes(skipped.iter(), crate::domain::time::now_ms());
+        *self.skip.lock().unwrap() = (json, skipped);
         self.lease_ms.store(lease_ms, Ordering::Relaxed);
         self.room.store(room, Ordering::Relaxed);
     }
@@ -89,9 +106,11 @@ impl Handoff {
         if self.room.load(Ordering::Relaxed) == 0 {
             return None;
         }
+        let (skip, skipped) = self.skip.lock().unwrap().clone();
         Some(Offer {
             lease_ms: self.lease_ms.load(Ordering::Relaxed),
-            skip: self.skip.lock().unwrap().clone(),
+            skip,
+            skipped,
         })
     }
 

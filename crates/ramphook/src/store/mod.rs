@@ -29,6 +29,7 @@ mod read_cache;
 mod secrets;
 mod sqlite_sql;
 mod sqlite_writer;
+mod sticky_connection;
 mod validation;
 
 use std::str::FromStr;
@@ -47,6 +48,7 @@ use order_cache::OrderCache;
 use pg_appender::PgAppender;
 use read_cache::ReadCache;
 use sqlite_writer::SqliteWriter;
+use sticky_connection::StickyConnection;
 
 pub use deliveries::{AttemptResult, AttemptRow, Claim, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
 pub use endpoints::{DisabledEndpoint, EndpointPatch, EndpointRow, NewEndpoint};
@@ -172,6 +174,10 @@ pub struct Store {
     /// PostgreSQL only: the task that writes concurrent event appends as
     /// one statement.
     pg_appender: Option<PgAppender>,
+    /// PostgreSQL only: the connections the appender and the attempt
+    /// recorder keep (given back when the store closes).
+    pg_appender_connection: Option<Arc<StickyConnection>>,
+    pg_recorder: Option<Arc<StickyConnection>>,
     /// PostgreSQL only: orders as this instance last wrote them, which its
     /// appends plan from instead of reading the order first.
     recent_orders: Option<Arc<OrderCache>>,
@@ -246,6 +252,8 @@ impl Store {
             pg_wake: None,
             instance_id: new_instance_id(),
             pg_appender: None,
+            pg_appender_connection: None,
+            pg_recorder: None,
             recent_orders: None,
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
@@ -281,7 +289,9 @@ impl Store {
         let instance_id = new_instance_id();
         tokio::spawn(announce_new_work(pool.clone(), pg_wake.clone(), instance_id.clone()));
         let handoff = Arc::new(Handoff::default());
-        let pg_appender = PgAppender::start(pool.clone(), handoff.clone());
+        let pg_appender_connection = Arc::new(StickyConnection::new(pool.clone()));
+        let pg_appender = PgAppender::start(pg_appender_connection.clone(), handoff.clone());
+        let pg_recorder = Arc::new(StickyConnection::new(pool.clone()));
         Ok(Self {
             backend: Backend::Postgres,
             writer: pool.clone(),
@@ -290,6 +300,8 @@ impl Store {
             pg_wake: Some(pg_wake),
             instance_id,
             pg_appender: Some(pg_appender),
+            pg_appender_connection: Some(pg_appender_connection),
+            pg_recorder: Some(pg_recorder),
             recent_orders: Some(Arc::new(OrderCache::new())),
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
@@ -339,6 +351,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        for kept in [&self.pg_appender_connection, &self.pg_recorder].into_iter().flatten() {
+            kept.give_back().await;
+        }
         self.writer.close().await;
         self.reader.close().await;
     }

@@ -184,24 +184,29 @@ fn append_in(
             let inserted = query_all(conn, INSERT_DELIVERIES_LEASING, &values, |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
             })?;
-            leased_with_targets(conn, &event, inserted)?
+            leased_with_targets(conn, &event, offer, inserted)?
         }
     };
     Ok((AppendOutcome::Appended { event, order }, appended))
 }
 
-/// The deliveries an append leased under an offer, their endpoints'
-/// targets (read in the same transaction), and the endpoints of those it
-/// left behind their lanes.
+/// The deliveries an append leased under `offer`, their endpoints' targets
+/// (read in the same transaction), and what it left: for endpoints the
+/// offer skipped, behind their lanes; others (behind an earlier delivery of
+/// their order), for a claim.
 fn leased_with_targets(
     conn: &Connection,
     event: &EventRow,
+    offer: &Offer,
     inserted: Vec<(String, String, Option<i64>)>,
 ) -> StoreResult<Appended> {
     let (leased, left): (Vec<_>, Vec<_>) = inserted
         .into_iter()
         .partition(|(_, _, locked_until)| locked_until.is_some());
-    let left_in_lanes = left.into_iter().map(|(_, endpoint_id, _)| endpoint_id).collect();
+    let (left_in_lanes, left_for_claim): (Vec<String>, Vec<String>) = left
+        .into_iter()
+        .map(|(_, endpoint_id, _)| endpoint_id)
+        .partition(|endpoint_id| offer.skips(endpoint_id));
     let leased: Vec<ClaimedRow> = leased
         .into_iter()
         .map(|(id, endpoint_id, _)| {
@@ -224,7 +229,7 @@ fn leased_with_targets(
     Ok(Appended {
         leased,
         targets,
-        left_for_claim: false,
+        left_for_claim: !left_for_claim.is_empty(),
         left_in_lanes,
     })
 }

@@ -17,11 +17,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use serde::Serialize;
-use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::deliveries::TargetRow;
 use super::handoff::{Appended, Handoff, Offer};
+use super::sticky_connection::StickyConnection;
 
 /// Appends written by one statement at most (each is a few hundred bytes of
 /// JSON; PostgreSQL takes far more).
@@ -138,9 +138,9 @@ pub(super) struct PgAppender {
 }
 
 impl PgAppender {
-    pub fn start(pool: AnyPool, handoff: Arc<Handoff>) -> Self {
+    pub fn start(connection: Arc<StickyConnection>, handoff: Arc<Handoff>) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, queue, handoff));
+        tokio::spawn(run(connection, queue, handoff));
         Self { jobs }
     }
 
@@ -154,7 +154,7 @@ impl PgAppender {
     }
 }
 
-async fn run(pool: AnyPool, mut queue: mpsc::UnboundedReceiver<Job>, handoff: Arc<Handoff>) {
+async fn run(connection: Arc<StickyConnection>, mut queue: mpsc::UnboundedReceiver<Job>, handoff: Arc<Handoff>) {
     let mut waiting: VecDeque<Job> = VecDeque::new();
     loop {
         if waiting.is_empty() {
@@ -167,7 +167,7 @@ async fn run(pool: AnyPool, mut queue: mpsc::UnboundedReceiver<Job>, handoff: Ar
             waiting.push_back(job);
         }
         let group = take_group(&mut waiting);
-        write_group(&pool, group, handoff.offer()).await;
+        write_group(&connection, group, handoff.offer()).await;
     }
 }
 
@@ -188,9 +188,9 @@ fn take_group(waiting: &mut VecDeque<Job>) -> Vec<Job> {
     group
 }
 
-async fn write_group(pool: &AnyPool, group: Vec<Job>, offer: Option<Offer>) {
+async fn write_group(connection: &StickyConnection, group: Vec<Job>, offer: Option<Offer>) {
     let planned: Vec<&PlannedAppend> = group.iter().map(|job| &job.planned).collect();
-    match append_all(pool, &planned, offer.as_ref()).await {
+    match append_all(connection, &planned, offer.as_ref()).await {
         Ok(mut moved) => {
             for job in group {
                 let _ = job.answer.send(Ok(moved.remove(&job.planned.order_id)));
@@ -202,7 +202,7 @@ async fn write_group(pool: &AnyPool, group: Vec<Job>, offer: Option<Offer>) {
         }
         Err(_) => {
             for job in group {
-                let alone = append_all(pool, &[&job.planned], offer.as_ref())
+                let alone = append_all(connection, &[&job.planned], offer.as_ref())
                     .await
                     .map(|mut moved| moved.remove(&job.planned.order_id));
                 let _ = job.answer.send(alone);
@@ -221,7 +221,7 @@ struct InputRow<'a> {
 
 /// Runs the group statement; answers, per order that moved, its deliveries.
 async fn append_all(
-    pool: &AnyPool,
+    connection: &StickyConnection,
     planned: &[&PlannedAppend],
     offer: Option<&Offer>,
 ) -> Result<HashMap<String, Appended>, sqlx::Error> {
@@ -231,12 +231,15 @@ async fn append_all(
         .map(|(n, planned)| InputRow { n, planned })
         .collect();
     let input = serde_json::to_string(&rows).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
-    let answer: Vec<AnswerRow> = sqlx::query_as(APPEND_GROUP)
+    let mut kept = connection.get().await?;
+    let answer: Result<Vec<AnswerRow>, _> = sqlx::query_as(APPEND_GROUP)
         .bind(input)
         .bind(offer.map(|offer| offer.lease_ms))
         .bind(offer.map_or("[]", |offer| &*offer.skip))
-        .fetch_all(pool)
-        .await?;
+        .fetch_all(&mut *kept)
+        .await;
+    drop(kept);
+    let answer = connection.checked(answer).await?;
     let mut moved: HashMap<String, Appended> = HashMap::new();
     for (order_id, id, event_id, event_name, time_stamp, endpoint_id, url, secret, previous_secret, previous_until) in
         answer
@@ -257,9 +260,9 @@ async fn append_all(
                     .push((id, event_id, order_id, event_name, time_stamp, 0, endpoint_id));
                 appended.targets.push(target);
             }
-            // Offered, yet not leased: its endpoint was skipped or its lane
-            // holds an earlier delivery of the order.
-            (_, _, _, Some(endpoint_id), _, _) if offer.is_some() => appended.left_in_lanes.push(endpoint_id),
+            (_, _, _, Some(endpoint_id), _, _) if offer.is_some_and(|offer| offer.skips(&endpoint_id)) => {
+                appended.left_in_lanes.push(endpoint_id)
+            }
             _ => appended.left_for_claim = true,
         }
     }
