@@ -279,8 +279,10 @@ impl Store {
         // the pool unless told not to: that doubled the round trips of every
         // statement. A connection that broke meanwhile fails its statement
         // instead (503 for that request) and is dropped from the pool.
+        // Two connections are kept by the appender and the attempt recorder;
+        // requests and the dispatcher need at least two more.
         let pool = AnyPoolOptions::new()
-            .max_connections(settings.max_connections)
+            .max_connections(settings.max_connections.max(4))
             .acquire_timeout(settings.acquire_timeout)
             .test_before_acquire(false)
             .connect(url)
