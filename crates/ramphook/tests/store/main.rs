@@ -10,6 +10,7 @@ mod pg;
 mod harness;
 
 mod attempts;
+mod claim_plan;
 mod claims;
 mod expiry;
 mod fifo;
