@@ -21,7 +21,7 @@ use super::orders::{
     delivery_id_prefix, idempotent_replay, lost_race, plan_append, subscription_pattern, AppendOutcome, EventRow,
     Idempotency, OrderRow, Replayable, INSERT_ORDER, SELECT_ORDER,
 };
-use super::pg_appender::PlannedAppend;
+use super::pg_appender::{PlannedAppend, RememberedAnswer};
 use super::{Store, StoreResult};
 use crate::domain::order::EventName;
 use crate::domain::time::now_ms;
@@ -143,11 +143,13 @@ pub(super) async fn append_event(
             reason: event.reason.clone(),
             delivery_prefix: delivery_id_prefix(&event),
             pattern: subscription_pattern(&event),
-            idem_scope: idem.map(|i| i.scope.clone()),
-            idem_key: idem.map(|i| i.key.clone()),
-            idem_request_hash: idem.map(|i| i.request_hash.clone()),
-            answer_status: i64::from(status),
-            answer_body: body.clone(),
+            remember: idem.map(|i| RememberedAnswer {
+                idem_scope: i.scope.clone(),
+                idem_key: i.key.clone(),
+                idem_request_hash: i.request_hash.clone(),
+                answer_status: i64::from(status),
+                answer_body: body.clone(),
+            }),
         };
         let appender = store.pg_appender.as_ref().expect("PostgreSQL stores have an appender");
         match appender.append(planned).await {

@@ -38,16 +38,29 @@ pub(super) struct PlannedAppend {
     pub at: i64,
     pub event_id: String,
     pub event_name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tx_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Delivery ids are this plus the endpoint's seq.
     pub delivery_prefix: String,
     /// The quoted event name, as found in an endpoint's `event_types`.
     pub pattern: String,
     /// The `Idempotency-Key` and the answer to remember under it, if any.
-    pub idem_scope: Option<String>,
-    pub idem_key: Option<String>,
-    pub idem_request_hash: Option<String>,
+    /// Without a key there is nothing to remember, and the answer (the
+    /// order and the event, a few hundred bytes of escaped JSON that the
+    /// database parsed and threw away) is not sent: absent fields are
+    /// `NULL` to `json_to_recordset`.
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub remember: Option<RememberedAnswer>,
+}
+
+/// What an append with an `Idempotency-Key` stores for replays.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct RememberedAnswer {
+    pub idem_scope: String,
+    pub idem_key: String,
+    pub idem_request_hash: String,
     pub answer_status: i64,
     pub answer_body: String,
 }
@@ -287,11 +300,7 @@ mod tests {
                 reason: None,
                 delivery_prefix: format!("dlv_{order_id}_"),
                 pattern: "\"payment_received\"".into(),
-                idem_scope: None,
-                idem_key: None,
-                idem_request_hash: None,
-                answer_status: 201,
-                answer_body: String::new(),
+                remember: None,
             },
             answer,
         }
