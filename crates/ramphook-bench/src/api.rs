@@ -1,9 +1,12 @@
-//! A thin client for the few ramphook API calls the bench makes (partners,
-//! endpoints, orders, events), returning ids or a one-line error.
+//! A thin client for the ramphook API calls the bench makes to set up
+//! (partners, endpoints, orders, validation), returning ids or a one-line
+//! error. Events, the measured calls, go through `event_client.rs`.
 
 use std::time::Duration;
 
 use serde_json::{json, Value};
+
+use crate::event_client::EventClient;
 
 #[derive(Clone)]
 pub struct Api {
@@ -90,15 +93,9 @@ impl Api {
         id_of(&answer["id"])
     }
 
-    /// Posts an event; answers the event id (the webhooks' `webhook-id`).
-    pub async fn event(&self, order_id: &str, event_name: &str) -> Result<String, String> {
-        let answer = self
-            .create(
-                &format!("/v1/orders/{order_id}/events"),
-                json!({ "eventName": event_name }),
-            )
-            .await?;
-        id_of(&answer["event"]["id"])
+    /// A client of its own for posting events (`event_client.rs`).
+    pub fn event_client(&self) -> Result<EventClient, String> {
+        EventClient::new(&self.base, &self.token)
     }
 }
 

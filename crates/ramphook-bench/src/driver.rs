@@ -156,6 +156,7 @@ pub async fn drive(
             api_micros.clone(),
         );
         tasks.push(tokio::spawn(async move {
+            let mut client = api.event_client();
             let mut local = new_histogram();
             // Orders whose event failed: their later steps would only answer 409.
             let mut stuck = std::collections::HashSet::new();
@@ -180,7 +181,11 @@ pub async fn drive(
                     }
                     let order = &orders[index];
                     let sent = Instant::now();
-                    match api.event(&order.id, step).await {
+                    let posted = match &mut client {
+                        Ok(client) => client.event(&order.id, step).await,
+                        Err(unusable) => Err(unusable.clone()),
+                    };
+                    match posted {
                         Ok(event_id) => {
                             let answered = Instant::now();
                             if order.expected > 0 {

@@ -10,6 +10,7 @@ mod api;
 mod ceiling;
 mod database_cpu;
 mod driver;
+mod event_client;
 mod metrics;
 mod partner_time;
 mod plot;
