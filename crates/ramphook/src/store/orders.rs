@@ -83,13 +83,16 @@ pub(super) const SELECT_IDEMPOTENCY: &str =
 pub(super) const INSERT_IDEMPOTENCY: &str =
     "INSERT INTO idempotency (scope, key, request_hash, status, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)
      ON CONFLICT (scope, key) DO NOTHING";
+/// A new order awaits payment: `awaiting_until` is its `expires_at` (see
+/// `next_expiry`).
 pub(super) const INSERT_ORDER: &str = "INSERT INTO orders (id, partner_id, email, direction, status, fiat_currency, \
-     fiat_amount, crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)";
+     fiat_amount, crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at, awaiting_until) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)";
 pub(super) const SELECT_ORDER: &str = "SELECT id, partner_id, email, direction, status, fiat_currency, fiat_amount, \
      crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at FROM orders WHERE id = $1";
+/// Every event moves its order on from `awaiting_payment`, if it was there.
 pub(super) const UPDATE_ORDER_STATUS: &str =
-    "UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4";
+    "UPDATE orders SET status = $1, updated_at = $2, awaiting_until = NULL WHERE id = $3 AND status = $4";
 pub(super) const INSERT_EVENT: &str =
     "INSERT INTO events (id, order_id, event_name, tx_hash, reason, time_stamp) VALUES ($1, $2, $3, $4, $5, $6)";
 
@@ -215,20 +218,25 @@ impl Store {
         super::orders_postgres::append_event(self, order_id, event_name, tx_hash, reason, idem, render).await
     }
 
-    /// When the next awaiting order expires, if any.
+    /// When the next awaiting order expires, if any. An order awaiting
+    /// payment has `awaiting_until` = `expires_at`; every event that moves it
+    /// nulls it. Its index is not on `status`, so that PostgreSQL updates an
+    /// order in place (HOT) once it has left `awaiting_payment` (migration
+    /// 0006); `status` is still checked on the rows the index finds.
     pub async fn next_expiry(&self) -> StoreResult<Option<i64>> {
-        Ok(
-            sqlx::query_scalar("SELECT MIN(expires_at) FROM orders WHERE status = 'awaiting_payment'")
-                .fetch_one(&self.reader)
-                .await?,
+        Ok(sqlx::query_scalar(
+            "SELECT MIN(awaiting_until) FROM orders WHERE awaiting_until IS NOT NULL AND status = 'awaiting_payment'",
         )
+        .fetch_one(&self.reader)
+        .await?)
     }
 
     /// Emits `payment_expired` for up to `limit` orders past `expiresAt`.
     /// The transition is a conditional update, so an order expires once.
     pub async fn expire_due(&self, now: i64, limit: u32) -> StoreResult<usize> {
         let due: Vec<String> = sqlx::query_scalar(
-            "SELECT id FROM orders WHERE status = 'awaiting_payment' AND expires_at <= $1 ORDER BY expires_at LIMIT $2",
+            "SELECT id FROM orders WHERE awaiting_until <= $1 AND status = 'awaiting_payment'
+             ORDER BY awaiting_until LIMIT $2",
         )
         .bind(now)
         .bind(limit as i64)

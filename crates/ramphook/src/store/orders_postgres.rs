@@ -31,8 +31,8 @@ const MAX_PLANS: usize = 4;
 
 const CREATE_REMEMBERED: &str = "WITH created AS (
          INSERT INTO orders (id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency,
-                             crypto_amount, wallet_address, created_at, updated_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id
+                             crypto_amount, wallet_address, created_at, updated_at, expires_at, awaiting_until)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id
      )
      INSERT INTO idempotency (scope, key, request_hash, status, body, created_at)
      SELECT $14, $15, $16, $17, $18, $11 FROM created";

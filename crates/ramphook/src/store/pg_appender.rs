@@ -87,7 +87,7 @@ const APPEND_GROUP: &str = "WITH input AS (
              event_name text, tx_hash text, reason text, delivery_prefix text, pattern text, idem_scope text,
              idem_key text, idem_request_hash text, answer_status bigint, answer_body text)
      ), moved AS (
-         UPDATE orders o SET status = i.new_status, updated_at = i.at
+         UPDATE orders o SET status = i.new_status, updated_at = i.at, awaiting_until = NULL
          FROM input i
          WHERE o.id = ANY(ARRAY(SELECT order_id FROM input)) AND o.id = i.order_id AND o.status = i.from_status
          RETURNING o.id, o.partner_id

@@ -68,6 +68,12 @@ impl Db {
         self._postgres.is_some()
     }
 
+    /// The database's URL, for a test that must look at it from outside
+    /// the store (PostgreSQL's statistics views).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// A `Store` on this database (migrated on first open). Several may be
     /// open at once on PostgreSQL, like several `ramphook serve` instances.
     pub async fn open(&self) -> Store {

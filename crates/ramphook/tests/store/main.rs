@@ -17,6 +17,7 @@ mod fifo;
 mod handoff;
 mod idempotency;
 mod instances;
+mod order_updates;
 mod outbox;
 mod paging;
 mod planner_statistics;
