@@ -100,9 +100,10 @@ pub(super) type ClaimedRow = (String, String, String, String, i64, i64, String);
 /// with a correlated `LIMIT` on the rowid (it has no LATERAL), PostgreSQL
 /// with LATERAL. There, several instances claim at once: rows another
 /// instance is claiming are skipped, not waited for; and an order's first
-/// pending delivery is found as the lane's `MIN(seq)`, a shape only the lane
-/// index answers (as `NOT EXISTS` the planner, on the statistics of a table
-/// that was empty a moment ago, checked it through the wrong index).
+/// pending delivery is found as the lane's `MIN(seq)` in the lane index (as
+/// `NOT EXISTS` the planner, on the statistics of a table that was empty a
+/// moment ago, checked it through the due index; migration 0007 took that
+/// index out of the lane checks' choices).
 fn claim_sql(backend: Backend, skipped: usize) -> String {
     let first_in_lane = first_in_lane(backend);
     let returning = "RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id";

@@ -73,9 +73,11 @@ pub(super) struct RememberedAnswer {
 /// dispatcher, their endpoints' targets (`handoff.rs`). With `$2` (the
 /// lease) set, a delivery is leased if its endpoint is not in `$3` and no
 /// earlier delivery of its order to that endpoint is pending — asked as
-/// `ORDER BY seq LIMIT 1`, which only the lane index answers (as `NOT
-/// EXISTS` the planner walked every pending delivery of the endpoint through
-/// `deliveries_endpoint_due`). The statement sees the table as it was before
+/// `ORDER BY seq LIMIT 1` of the lane index (as `NOT EXISTS` the planner
+/// walked every pending delivery of the endpoint through
+/// `deliveries_endpoint_due`, and so it did too, whatever the question's
+/// shape, on statistics taken with few deliveries pending, until migration
+/// 0007 took the due index out of the lane checks' choices). The statement sees the table as it was before
 /// it began, which is enough: a group holds one append per order, and an
 /// order's appends are serialised by its guarded status change.
 /// The orders are found by `= ANY(ARRAY(…))`: joined to the input alone,

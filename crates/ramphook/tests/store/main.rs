@@ -17,6 +17,7 @@ mod fifo;
 mod handoff;
 mod idempotency;
 mod instances;
+mod lane_checks;
 mod order_updates;
 mod outbox;
 mod paging;
