@@ -77,9 +77,10 @@ pub(super) struct RememberedAnswer {
 /// walked every pending delivery of the endpoint through
 /// `deliveries_endpoint_due`, and so it did too, whatever the question's
 /// shape, on statistics taken with few deliveries pending, until migration
-/// 0007 took the due index out of the lane checks' choices). The statement sees the table as it was before
-/// it began, which is enough: a group holds one append per order, and an
-/// order's appends are serialised by its guarded status change.
+/// 0007 took the due index out of the lane checks' choices). The statement
+/// sees the table as it was before it began, which is enough: a group holds
+/// one append per order, and an order's appends are serialised by its
+/// guarded status change.
 /// The orders are found by `= ANY(ARRAY(…))`: joined to the input alone,
 /// they were read whole (the planner guesses 100 input rows, and a hash
 /// join beats that many index lookups on a small table).
