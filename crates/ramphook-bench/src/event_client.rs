@@ -74,7 +74,9 @@ impl EventClient {
             .header(HOST, self.host.clone())
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .body(Full::new(Bytes::from(format!(r#"{{"eventName":"{event_name}"}}"#))))
+            .body(Full::new(Bytes::from(
+                serde_json::json!({ "eventName": event_name }).to_string(),
+            )))
             .map_err(|e| format!("{path}: {e}"))?;
         let connection = self.connected().await?;
         connection.ready().await.map_err(|e| format!("{path}: {e}"))?;
