@@ -55,6 +55,12 @@ impl NetGuard {
         Arc::new(GuardedResolver(self.clone()))
     }
 
+    /// The DNS hook for the webhook sender's hyper client, as `resolver()`
+    /// is for reqwest's.
+    pub fn hyper_resolver(&self) -> GuardedDns {
+        GuardedDns(self.clone())
+    }
+
     /// reqwest skips the resolver for IP literals: the refused literal in
     /// `url`, if any, checked before each request.
     pub fn refused_literal(&self, url: &url::Url) -> Option<IpAddr> {
@@ -64,6 +70,35 @@ impl NetGuard {
             _ => return None,
         };
         (!self.permits(literal)).then_some(literal)
+    }
+
+    /// hyper's connector, too, skips the resolver for IP literals: the
+    /// refused literal `host` (an URI's host, IPv6 in brackets), if it is one.
+    pub fn refused_literal_host(&self, host: &str) -> Option<IpAddr> {
+        let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let literal: IpAddr = bare.parse().ok()?;
+        (!self.permits(literal)).then_some(literal)
+    }
+}
+
+/// hyper-util's DNS hook (a `tower::Service` from names to addresses):
+/// resolve, then drop every address the guard refuses. The connector sets
+/// the port.
+#[derive(Clone)]
+pub struct GuardedDns(NetGuard);
+
+impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for GuardedDns {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = GuardError;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, GuardError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), GuardError>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let guard = self.0.clone();
+        Box::pin(async move { Ok(guard.resolve(name.as_str(), 0).await?.into_iter()) })
     }
 }
 
@@ -197,6 +232,16 @@ mod tests {
         ] {
             assert!(guard.permits(ip(good)), "{good} was refused");
         }
+    }
+
+    #[test]
+    fn refused_literal_hosts_are_named_and_names_are_left_to_the_resolver() {
+        let guard = NetGuard::default();
+        assert_eq!(guard.refused_literal_host("127.0.0.1"), Some(ip("127.0.0.1")));
+        assert_eq!(guard.refused_literal_host("[::1]"), Some(ip("::1")));
+        assert_eq!(guard.refused_literal_host("93.184.216.34"), None);
+        assert_eq!(guard.refused_literal_host("localhost"), None);
+        assert_eq!(guard.refused_literal_host("example.com"), None);
     }
 
     #[test]
