@@ -14,6 +14,7 @@ on_both_backends!(
     failures_are_retried_on_the_schedule_and_every_attempt_is_logged,
     timeouts_and_refused_connections_are_named_then_fail_and_can_be_retried_by_hand,
     redirects_are_not_followed,
+    an_https_endpoint_is_called_over_tls_and_a_failed_handshake_is_named,
     a_later_event_of_an_order_waits_while_an_earlier_one_is_retried,
 );
 
@@ -234,6 +235,29 @@ async fn redirects_are_not_followed(backend: Backend) {
     .await;
     assert_eq!(server.deliveries(&pid, "").await[0]["lastStatusCode"], 307);
     assert!(target.received().is_empty(), "the redirect was followed");
+}
+
+async fn an_https_endpoint_is_called_over_tls_and_a_failed_handshake_is_named(backend: Backend) {
+    let server = TestServer::start_with(backend, &[("RAMPHOOK_RETRY_SCHEDULE", "0s")]).await;
+    let (pid, _) = server.partner().await;
+    // A plain-HTTP receiver behind an https URL: ramphook must open TLS (no
+    // certificate here is trusted, nor could be), so the handshake fails
+    // and no webhook request ever reaches it.
+    let plain = Receiver::ok().await;
+    let https_url = plain.url().replacen("http://", "https://", 1);
+    server.endpoint(&pid, &https_url, "partner-secret-0001").await;
+    let order = server.order(&pid, "on_ramp").await;
+    server.event(&order, "payment_received").await;
+    wait_until(Duration::from_secs(5), "the delivery to fail", || async {
+        server.deliveries(&pid, "").await[0]["status"] == "failed"
+    })
+    .await;
+    let delivery = server.deliveries(&pid, "").await[0]["id"].as_str().unwrap().to_owned();
+    let (_, detail) = server.admin("GET", &format!("/v1/deliveries/{delivery}"), None).await;
+    let error = detail["attempts"][0]["error"].as_str().unwrap();
+    assert!(error.starts_with("connect"), "{error}");
+    assert_eq!(detail["attempts"][0]["statusCode"], json!(null), "{detail}");
+    assert!(plain.received().is_empty(), "a request went out in clear");
 }
 
 async fn a_later_event_of_an_order_waits_while_an_earlier_one_is_retried(backend: Backend) {
