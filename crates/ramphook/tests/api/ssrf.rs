@@ -64,6 +64,41 @@ const HOSTILE: &[&str] = &[
     "not a url",
 ];
 
+/// The guard as the webhook sender uses it (hyper-util): the stored URL
+/// (normalised by `url` when it was configured) as an URI, IP literals
+/// through `refused_literal_host`, every name through the connector's
+/// resolver (`GuardedDns`).
+#[tokio::test]
+async fn the_guard_the_webhook_sender_connects_through_refuses_every_hostile_url() {
+    use tower::Service;
+    let guard = NetGuard::default();
+    let mut resolver = guard.hyper_resolver();
+    let mut checked = 0;
+    for text in HOSTILE {
+        let Ok(url) = url::Url::parse(text) else { continue };
+        if !matches!(url.scheme(), "http" | "https") {
+            continue;
+        }
+        let Ok(uri) = url.as_str().parse::<axum::http::Uri>() else {
+            continue;
+        };
+        let host = uri.host().expect("an http URL has a host");
+        if guard.refused_literal_host(host).is_some() {
+            checked += 1;
+            continue;
+        }
+        let name = hyper_util::client::legacy::connect::dns::Name::from_str(host).unwrap();
+        match resolver.call(name).await {
+            Ok(addrs) => panic!("{text}: the resolver let {:?} through", addrs.collect::<Vec<_>>()),
+            Err(e) => assert!(matches!(e, GuardError::Refused(_)), "{text}: {e}"),
+        }
+        checked += 1;
+    }
+    assert!(checked > 30, "only {checked} hostile URLs reached the checks");
+    // And a public address passes, so the checks above can fail.
+    assert!(guard.refused_literal_host("93.184.216.34").is_none());
+}
+
 /// The guard as the HTTP clients use it: IP literals through
 /// `refused_literal`, every name through the resolver hook reqwest calls.
 #[tokio::test]
