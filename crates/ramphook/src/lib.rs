@@ -11,6 +11,7 @@ pub mod expiry;
 pub mod maintenance;
 pub mod master_key;
 pub mod net_guard;
+pub mod outbound;
 pub mod secrets;
 pub mod shutdown;
 pub mod store;

@@ -6,7 +6,6 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 
 use ipnet::IpNet;
-use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
 #[derive(Debug, Clone, Default)]
 pub struct NetGuard {
@@ -49,31 +48,16 @@ impl NetGuard {
         Ok(permitted)
     }
 
-    /// The DNS hook for reqwest clients: every name is resolved through the
-    /// guard, so the address actually connected to is the one checked.
-    pub fn resolver(&self) -> Arc<GuardedResolver> {
-        Arc::new(GuardedResolver(self.clone()))
-    }
-
-    /// The DNS hook for the webhook sender's hyper client, as `resolver()`
-    /// is for reqwest's.
+    /// The DNS hook for the outbound HTTP client (`outbound.rs`): every
+    /// name is resolved through the guard, so the address actually
+    /// connected to is the one checked.
     pub fn hyper_resolver(&self) -> GuardedDns {
         GuardedDns(self.clone())
     }
 
-    /// reqwest skips the resolver for IP literals: the refused literal in
-    /// `url`, if any, checked before each request.
-    pub fn refused_literal(&self, url: &url::Url) -> Option<IpAddr> {
-        let literal: IpAddr = match url.host() {
-            Some(url::Host::Ipv4(v4)) => v4.into(),
-            Some(url::Host::Ipv6(v6)) => v6.into(),
-            _ => return None,
-        };
-        (!self.permits(literal)).then_some(literal)
-    }
-
-    /// hyper's connector, too, skips the resolver for IP literals: the
-    /// refused literal `host` (an URI's host, IPv6 in brackets), if it is one.
+    /// The connector skips the resolver for IP literals: the refused
+    /// literal `host` (an URI's host, IPv6 in brackets), if it is one,
+    /// checked before each request.
     pub fn refused_literal_host(&self, host: &str) -> Option<IpAddr> {
         let bare = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
         let literal: IpAddr = bare.parse().ok()?;
@@ -99,19 +83,6 @@ impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for GuardedD
     fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
         let guard = self.0.clone();
         Box::pin(async move { Ok(guard.resolve(name.as_str(), 0).await?.into_iter()) })
-    }
-}
-
-/// reqwest's DNS hook: resolve, then drop every address the guard refuses.
-pub struct GuardedResolver(NetGuard);
-
-impl Resolve for GuardedResolver {
-    fn resolve(&self, name: Name) -> Resolving {
-        let guard = self.0.clone();
-        Box::pin(async move {
-            let addrs = guard.resolve(name.as_str(), 0).await?;
-            Ok(Box::new(addrs.into_iter()) as Addrs)
-        })
     }
 }
 

@@ -2,26 +2,19 @@
 //! The client never follows redirects and resolves names through the SSRF
 //! guard, so the address actually connected to is the one checked.
 //!
-//! Webhooks go out on hyper-util's pooled client directly, not through
-//! reqwest (which wraps the same client): reqwest's own layers (a URL
-//! parsed and turned into an URI again, a header map, a timeout future and
-//! a redirect policy per request) were 12-16 % of the server's CPU in the
-//! PostgreSQL `single` benchmark, more than the HTTP exchange itself.
+//! The client is `outbound`'s (hyper-util directly, not reqwest).
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{HeaderValue, CONTENT_TYPE, USER_AGENT as USER_AGENT_HEADER};
-use hyper::{Method, Request, Uri};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper::{Method, Request};
 use ramphook_signature::{standard_signature_header, webhook_body, EventPayload};
 
 use crate::domain::time::format_ms;
-use crate::net_guard::{GuardError, GuardedDns, NetGuard};
+use crate::net_guard::{GuardError, NetGuard};
+use crate::outbound::{self, classify, error_chain, target_uri, OutboundClient};
 
 pub const USER_AGENT: &str = concat!("ramphook/", env!("CARGO_PKG_VERSION"));
 const RESPONSE_BODY_LIMIT: usize = 1024;
@@ -71,11 +64,9 @@ pub struct Webhook<'a> {
     pub time_stamp_ms: i64,
 }
 
-type HttpClient = Client<HttpsConnector<HttpConnector<GuardedDns>>, Full<Bytes>>;
-
 #[derive(Clone)]
 pub struct Sender {
-    client: HttpClient,
+    client: OutboundClient,
     guard: NetGuard,
     timeout: Duration,
 }
@@ -86,22 +77,7 @@ impl Sender {
     /// lower one closes and reopens connections under load (a connect per
     /// webhook).
     pub fn new(guard: NetGuard, timeout: Duration, max_idle_per_host: usize) -> Self {
-        let mut http = HttpConnector::new_with_resolver(guard.hyper_resolver());
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout.min(Duration::from_secs(10))));
-        // Mozilla's roots, as reqwest's `rustls-tls` uses; ring is the one
-        // TLS crypto provider built in.
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_webpki_roots()
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(max_idle_per_host)
-            .build(connector);
+        let client = outbound::client(&guard, timeout.min(Duration::from_secs(10)), max_idle_per_host);
         Self { client, guard, timeout }
     }
 
@@ -156,7 +132,7 @@ impl Sender {
         };
         let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
             Ok(Ok(response)) => response,
-            Ok(Err(e)) => return fail(classify_hyper(&e)),
+            Ok(Err(e)) => return fail(classify(&e)),
             Err(_) => return fail(format!("timeout: no answer within {} ms", self.timeout.as_millis())),
         };
         let status = response.status().as_u16();
@@ -205,84 +181,6 @@ impl Sender {
     }
 }
 
-/// The endpoint's URL as hyper takes it. Stored URLs were normalised by
-/// the `url` crate when the endpoint was saved (ASCII, IPv4 in dotted
-/// form), which `Uri` parses as is; another text goes through `url` first,
-/// as reqwest did.
-fn target_uri(text: &str) -> Result<Uri, String> {
-    if let Ok(uri) = text.parse::<Uri>() {
-        if matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some() {
-            return Ok(uri);
-        }
-    }
-    let url = url::Url::parse(text).map_err(|e| format!("request: bad url: {e}"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "request: bad url: scheme {} is not http or https",
-            url.scheme()
-        ));
-    }
-    url.as_str()
-        .parse::<Uri>()
-        .map_err(|e| format!("request: bad url: {e}"))
-}
-
-/// Names the kind of a failed exchange: the guard's refusals, DNS,
-/// timeout, connect, or anything else as `request`.
-fn classify_hyper(err: &hyper_util::client::legacy::Error) -> String {
-    let timed_out = find_in_chain::<std::io::Error>(err).is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut);
-    classified(err, timed_out, err.is_connect())
-}
-
-/// Names the kind of a failed reqwest call (validation callbacks): the
-/// guard's refusals, DNS, timeout, connect.
-pub(crate) fn classify(err: &reqwest::Error) -> String {
-    classified(err, err.is_timeout(), err.is_connect())
-}
-
-/// `kind: detail`: the guard's refusal if one is in `err`'s chain, else
-/// timeout, connect or request as told.
-fn classified(err: &(dyn std::error::Error + 'static), timed_out: bool, connect: bool) -> String {
-    if let Some(guard) = find_in_chain::<GuardError>(err) {
-        return match guard {
-            GuardError::Dns(_) => format!("dns: {guard}"),
-            GuardError::Refused(_) => format!("refused_address: {guard}"),
-        };
-    }
-    let kind = if timed_out {
-        "timeout"
-    } else if connect {
-        "connect"
-    } else {
-        "request"
-    };
-    format!("{kind}: {}", error_chain(err))
-}
-
-/// The first error of type `T` in `err`'s chain of sources, `err` included.
-fn find_in_chain<'a, T: std::error::Error + 'static>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
-    let mut source = Some(err);
-    while let Some(e) = source {
-        if let Some(found) = e.downcast_ref::<T>() {
-            return Some(found);
-        }
-        source = e.source();
-    }
-    None
-}
-
-/// `err` and its sources, joined by `: `.
-fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut detail = err.to_string();
-    let mut source = err.source();
-    while let Some(e) = source {
-        detail.push_str(": ");
-        detail.push_str(&e.to_string());
-        source = e.source();
-    }
-    detail
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,23 +195,5 @@ mod tests {
         assert_eq!(parse_retry_after(&past, now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("soon", now), None);
         assert_eq!(parse_retry_after("-5", now), None);
-    }
-
-    #[test]
-    fn stored_urls_become_uris_and_others_are_normalised_or_refused() {
-        let uri = target_uri("http://127.0.0.1:8080/hooks?a=1").unwrap();
-        assert_eq!(
-            (uri.host(), uri.port_u16(), uri.path()),
-            (Some("127.0.0.1"), Some(8080), "/hooks")
-        );
-        assert_eq!(
-            target_uri("http://exämple.com/h").unwrap().host(),
-            Some("xn--exmple-cua.com")
-        );
-        assert_eq!(target_uri("http://[::1]/h").unwrap().host(), Some("[::1]"));
-        assert!(target_uri("ftp://example.com/")
-            .unwrap_err()
-            .starts_with("request: bad url"));
-        assert!(target_uri("not a url").unwrap_err().starts_with("request: bad url"));
     }
 }

@@ -1,10 +1,14 @@
 //! The outbound side of a validation callback: one shared keep-alive HTTP
-//! client (SSRF-guarded resolver, no redirects), the request with the
-//! configured credentials, and the answer read up to a bound.
+//! client (`outbound`: SSRF-guarded resolver, no redirects), the request
+//! with the configured credentials, and the answer read up to a bound.
 
 use std::time::Duration;
 
-use axum::http::{HeaderName, HeaderValue};
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT as USER_AGENT_HEADER};
+use axum::http::{request, HeaderName, HeaderValue, Method, Request};
+use base64::Engine;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use ramphook_signature::standard_signature_header;
 use serde::Serialize;
 
@@ -12,9 +16,10 @@ use super::answer::{self, Outcome, MAX_ANSWER_BYTES};
 use super::auth::Auth;
 use super::oauth2::{Grant, Tokens};
 use super::{Action, Config};
-use crate::delivery::sender::{classify, USER_AGENT};
+use crate::delivery::sender::USER_AGENT;
 use crate::domain::ids::new_id;
 use crate::net_guard::{GuardError, NetGuard};
+use crate::outbound::{self, classify, error_chain, target_uri, OutboundClient};
 
 /// The body of every callback, serialised in this field order.
 #[derive(Serialize)]
@@ -25,7 +30,7 @@ struct CallbackBody<'a> {
 
 /// The HTTP client shared by every callback and token request.
 pub struct Http {
-    client: reqwest::Client,
+    client: OutboundClient,
     guard: NetGuard,
 }
 
@@ -33,41 +38,39 @@ impl Http {
     /// Built once at start-up. Per-call time limits are applied by the
     /// caller around the whole check (token fetch and retry included).
     pub fn new(guard: NetGuard) -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(USER_AGENT)
-            .redirect(reqwest::redirect::Policy::none())
-            .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(32)
-            .tcp_nodelay(true)
-            .no_proxy()
-            .dns_resolver(guard.resolver())
-            .build()
-            .expect("the HTTP client's settings are valid");
+        let client = outbound::client(&guard, Duration::from_secs(5), 32);
         Self { client, guard }
     }
 
     /// A POST to `url`, refused here if it names a refused IP literal.
-    pub fn post(&self, url: &str) -> Result<reqwest::RequestBuilder, String> {
-        let parsed = url::Url::parse(url).map_err(|e| format!("request: bad url: {e}"))?;
-        if let Some(ip) = self.guard.refused_literal(&parsed) {
+    pub fn post(&self, url: &str) -> Result<request::Builder, String> {
+        let uri = target_uri(url)?;
+        if let Some(ip) = uri.host().and_then(|host| self.guard.refused_literal_host(host)) {
             return Err(format!("refused_address: {}", GuardError::Refused(ip)));
         }
-        Ok(self.client.post(parsed))
+        Ok(Request::builder()
+            .method(Method::POST)
+            .uri(uri)
+            .header(USER_AGENT_HEADER, HeaderValue::from_static(USER_AGENT)))
     }
 
     /// Sends and reads the answer's status and at most `MAX_ANSWER_BYTES + 1`
     /// bytes of its body (enough to tell an over-long one). Errors never
     /// carry the URL, which may hold credentials in its query.
-    pub async fn exchange(&self, request: reqwest::RequestBuilder) -> Result<(u16, Vec<u8>), String> {
-        let mut response = request.send().await.map_err(|e| classify(&e.without_url()))?;
+    pub async fn exchange(&self, request: Request<Full<Bytes>>) -> Result<(u16, Vec<u8>), String> {
+        let response = self.client.request(request).await.map_err(|e| classify(&e))?;
         let status = response.status().as_u16();
+        let mut answer = response.into_body();
         let mut body = Vec::new();
         while body.len() <= MAX_ANSWER_BYTES {
-            match response.chunk().await {
-                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-                Ok(None) => break,
-                Err(e) => return Err(classify(&e.without_url())),
+            match answer.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(chunk) = frame.data_ref() {
+                        body.extend_from_slice(chunk);
+                    }
+                }
+                None => break,
+                Some(Err(e)) => return Err(format!("request: reading the answer: {}", error_chain(&e))),
             }
         }
         body.truncate(MAX_ANSWER_BYTES + 1);
@@ -128,15 +131,14 @@ impl Http {
         }
     }
 
-    fn request(&self, config: &Config, body: &[u8], token: Option<&str>) -> Result<reqwest::RequestBuilder, String> {
+    fn request(&self, config: &Config, body: &[u8], token: Option<&str>) -> Result<Request<Full<Bytes>>, String> {
         let request = self
             .post(&config.url)?
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        Ok(match &config.auth {
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let request = match &config.auth {
             Auth::None => request,
-            Auth::Bearer { token } => request.bearer_auth(token),
-            Auth::Basic { username, password } => request.basic_auth(username, Some(password)),
+            Auth::Bearer { token } => request.header(AUTHORIZATION, bearer(token)?),
+            Auth::Basic { username, password } => request.header(AUTHORIZATION, basic(username, password)?),
             Auth::Header { name, value } => {
                 let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "request: bad auth header name")?;
                 let mut value = HeaderValue::from_str(value).map_err(|_| "request: bad auth header value")?;
@@ -149,10 +151,30 @@ impl Http {
                 let signature = standard_signature_header(&[secret.as_bytes()], &id, timestamp, body);
                 request
                     .header("webhook-id", id)
-                    .header("webhook-timestamp", timestamp.to_string())
+                    .header("webhook-timestamp", timestamp)
                     .header("webhook-signature", signature)
             }
-            Auth::Oauth2 { .. } => request.bearer_auth(token.ok_or("oauth2: no token")?),
-        })
+            Auth::Oauth2 { .. } => request.header(AUTHORIZATION, bearer(token.ok_or("oauth2: no token")?)?),
+        };
+        request
+            .body(Full::new(Bytes::copy_from_slice(body)))
+            .map_err(|e| format!("request: {e}"))
     }
+}
+
+/// `Authorization: Bearer …`, kept out of logs and debug output.
+fn bearer(token: &str) -> Result<HeaderValue, String> {
+    sensitive(format!("Bearer {token}"))
+}
+
+/// `Authorization: Basic …` (RFC 7617), kept out of logs and debug output.
+pub(super) fn basic(username: &str, password: &str) -> Result<HeaderValue, String> {
+    let credentials = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+    sensitive(format!("Basic {credentials}"))
+}
+
+fn sensitive(text: String) -> Result<HeaderValue, String> {
+    let mut value = HeaderValue::try_from(text).map_err(|_| "request: credentials not valid in a header".to_owned())?;
+    value.set_sensitive(true);
+    Ok(value)
 }

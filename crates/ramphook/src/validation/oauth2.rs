@@ -7,9 +7,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use axum::http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use bytes::Bytes;
+use http_body_util::Full;
 use serde_json::Value;
 
-use super::client::Http;
+use super::client::{basic, Http};
 use crate::domain::time::now_ms;
 
 /// Lifetime assumed when the token endpoint does not say (`expires_in`
@@ -119,10 +122,14 @@ async fn fetch(http: &Http, grant: &Grant<'_>) -> Result<(String, Option<u64>), 
     let request = http
         .post(grant.token_url)
         .map_err(|e| format!("oauth2: {e}"))?
-        .basic_auth(grant.client_id, Some(grant.client_secret))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("accept", "application/json")
-        .body(form);
+        .header(
+            AUTHORIZATION,
+            basic(grant.client_id, grant.client_secret).map_err(|e| format!("oauth2: {e}"))?,
+        )
+        .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(ACCEPT, "application/json")
+        .body(Full::new(Bytes::from(form)))
+        .map_err(|e| format!("oauth2: request: {e}"))?;
     let (status, body) = http.exchange(request).await.map_err(|e| format!("oauth2: {e}"))?;
     if !(200..300).contains(&status) {
         return Err(format!("oauth2: the token endpoint answered {status}"));
