@@ -22,6 +22,9 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::net_guard::{GuardError, GuardedDns, NetGuard};
 
+/// What ramphook calls itself on every outbound request.
+pub const USER_AGENT: &str = concat!("ramphook/", env!("CARGO_PKG_VERSION"));
+
 pub type OutboundClient = Client<HttpsConnector<HttpConnector<GuardedDns>>, Full<Bytes>>;
 
 /// A client whose connections go only where `guard` permits, over TLS with

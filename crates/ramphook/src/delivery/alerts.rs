@@ -21,7 +21,7 @@ impl Alerts {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
-            .user_agent(super::sender::USER_AGENT)
+            .user_agent(crate::outbound::USER_AGENT)
             .build()
             .expect("the HTTP client's settings are valid");
         Self {

@@ -14,9 +14,8 @@ use ramphook_signature::{standard_signature_header, webhook_body, EventPayload};
 
 use crate::domain::time::format_ms;
 use crate::net_guard::{GuardError, NetGuard};
-use crate::outbound::{self, classify, error_chain, target_uri, OutboundClient};
+use crate::outbound::{self, classify, error_chain, target_uri, OutboundClient, USER_AGENT};
 
-pub const USER_AGENT: &str = concat!("ramphook/", env!("CARGO_PKG_VERSION"));
 const RESPONSE_BODY_LIMIT: usize = 1024;
 
 /// What one attempt came to.

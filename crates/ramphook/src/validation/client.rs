@@ -16,10 +16,9 @@ use super::answer::{self, Outcome, MAX_ANSWER_BYTES};
 use super::auth::Auth;
 use super::oauth2::{Grant, Tokens};
 use super::{Action, Config};
-use crate::delivery::sender::USER_AGENT;
 use crate::domain::ids::new_id;
 use crate::net_guard::{GuardError, NetGuard};
-use crate::outbound::{self, classify, error_chain, target_uri, OutboundClient};
+use crate::outbound::{self, classify, error_chain, target_uri, OutboundClient, USER_AGENT};
 
 /// The body of every callback, serialised in this field order.
 #[derive(Serialize)]
@@ -141,8 +140,7 @@ impl Http {
             Auth::Basic { username, password } => request.header(AUTHORIZATION, basic(username, password)?),
             Auth::Header { name, value } => {
                 let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "request: bad auth header name")?;
-                let mut value = HeaderValue::from_str(value).map_err(|_| "request: bad auth header value")?;
-                value.set_sensitive(true);
+                let value = sensitive(value.clone()).map_err(|_| "request: bad auth header value")?;
                 request.header(name, value)
             }
             Auth::Hmac { secret } => {
@@ -173,6 +171,7 @@ pub(super) fn basic(username: &str, password: &str) -> Result<HeaderValue, Strin
     sensitive(format!("Basic {credentials}"))
 }
 
+/// `text` as a header value kept out of logs and debug output.
 fn sensitive(text: String) -> Result<HeaderValue, String> {
     let mut value = HeaderValue::try_from(text).map_err(|_| "request: credentials not valid in a header".to_owned())?;
     value.set_sensitive(true);
