@@ -390,8 +390,9 @@ impl Store {
         left
     }
 
-    /// Records a batch of attempt results atomically (one transaction on
-    /// SQLite, one statement on PostgreSQL).
+    /// Records a batch of attempt results (one transaction on SQLite, one
+    /// statement on PostgreSQL unless a delivery is in it twice). A
+    /// delivery's first attempt is kept on its row, later ones in `attempts`.
     pub async fn record_attempts(&self, results: &[AttemptResult]) -> StoreResult<()> {
         if let Some(writer) = &self.sqlite {
             let results = results.to_vec();
@@ -500,8 +501,15 @@ impl Store {
             .fetch_optional(&self.reader)
             .await?;
         let Some(row) = row else { return Ok(None) };
+        // The first attempt is on the delivery row (migration 0008), the
+        // others are in `attempts`, whose seq starts at 1.
         let attempts = sqlx::query_as(
-            "SELECT at, status_code, duration_ms, error, response_body FROM attempts WHERE delivery_id = $1 ORDER BY seq",
+            "SELECT first_attempt_at AS at, first_status_code AS status_code, first_duration_ms AS duration_ms,
+                    first_error AS error, first_response_body AS response_body, 0 AS n
+             FROM deliveries WHERE id = $1 AND first_attempt_at IS NOT NULL
+             UNION ALL
+             SELECT at, status_code, duration_ms, error, response_body, seq AS n FROM attempts WHERE delivery_id = $1
+             ORDER BY n",
         )
         .bind(id)
         .fetch_all(&self.reader)

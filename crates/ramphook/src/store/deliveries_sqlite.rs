@@ -13,10 +13,17 @@ use super::StoreResult;
 const INSERT_ATTEMPT: &str = "INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body)
      VALUES ($1, $2, $3, $4, $5, $6)";
 /// Only a still-pending delivery changes: one failed meanwhile (its endpoint
-/// deleted) stays failed.
+/// deleted) stays failed. Its first attempt is kept on its row (migration
+/// 0008); answers the new attempt count, 1 when this was that first one.
 const RECORD_OUTCOME: &str = "UPDATE deliveries SET status = $2, attempts = attempts + 1, next_attempt_at = $3,
-         locked_until = NULL, last_status_code = $4
-     WHERE id = $1 AND status = 'pending'";
+         locked_until = NULL, last_status_code = $4,
+         first_attempt_at = CASE WHEN attempts = 0 THEN $5 ELSE first_attempt_at END,
+         first_status_code = CASE WHEN attempts = 0 THEN $4 ELSE first_status_code END,
+         first_duration_ms = CASE WHEN attempts = 0 THEN $6 ELSE first_duration_ms END,
+         first_error = CASE WHEN attempts = 0 THEN $7 ELSE first_error END,
+         first_response_body = CASE WHEN attempts = 0 THEN $8 ELSE first_response_body END
+     WHERE id = $1 AND status = 'pending'
+     RETURNING attempts";
 
 /// Runs the claim statement `sql` and reads the claimed deliveries' targets;
 /// having claimed nothing, answers the next due time instead.
@@ -70,27 +77,40 @@ pub(super) fn read_targets(conn: &Connection, deliveries: &[ClaimedRow]) -> Stor
     })
 }
 
-/// Writes each attempt and its delivery's new state, then endpoint health.
+/// Writes each delivery's new state and its attempt (on the delivery row if
+/// it was the first, else in `attempts`), then endpoint health.
 pub(super) fn record(conn: &Connection, results: &[AttemptResult], now: i64) -> StoreResult<()> {
     for r in results {
         let status_code = r.status_code.map(i64::from);
-        execute(
+        let attempts: Option<i64> = query_first(
             conn,
-            INSERT_ATTEMPT,
+            RECORD_OUTCOME,
             &[
                 &r.delivery_id,
-                &r.at,
+                &r.new_status,
+                &r.next_attempt_at,
                 &status_code,
+                &r.at,
                 &r.duration_ms,
                 &r.error,
                 &r.response_body,
             ],
+            |row| row.get(0),
         )?;
-        execute(
-            conn,
-            RECORD_OUTCOME,
-            &[&r.delivery_id, &r.new_status, &r.next_attempt_at, &status_code],
-        )?;
+        if attempts != Some(1) {
+            execute(
+                conn,
+                INSERT_ATTEMPT,
+                &[
+                    &r.delivery_id,
+                    &r.at,
+                    &status_code,
+                    &r.duration_ms,
+                    &r.error,
+                    &r.response_body,
+                ],
+            )?;
+        }
     }
     for (endpoint_id, healthy) in last_outcome_per_endpoint(results) {
         if healthy {

@@ -216,6 +216,12 @@ async fn a_late_result_leaves_a_failed_delivery_failed_and_the_last_outcome_sets
     let (late, log) = store.get_delivery(&of(&gone)).await.unwrap().unwrap();
     assert_eq!(late.status, "failed", "a late success does not revive it");
     assert_eq!(log.len(), 1, "the attempt is still logged");
+    // Two results of one delivery in one batch (its lease ran out while the
+    // first was in flight): both logged, in order, the last one decides.
+    let (twice, log) = store.get_delivery(&of(&healthy)).await.unwrap().unwrap();
+    assert_eq!((twice.status.as_str(), twice.attempts), ("delivered", 2));
+    let codes: Vec<_> = log.iter().map(|a| a.status_code).collect();
+    assert_eq!(codes, [Some(500), Some(200)]);
     let health = |id: String| {
         let (store, p) = (store.clone(), p.clone());
         async move { store.get_endpoint(&p, &id).await.unwrap().unwrap().failing_since }
