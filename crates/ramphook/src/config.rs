@@ -72,9 +72,9 @@ pub struct ServeConfig {
     #[arg(long, env = "RAMPHOOK_DATABASE_URL", default_value = "sqlite://ramphook.db")]
     pub database_url: String,
 
-    /// Connections each instance opens to PostgreSQL (two are kept by the
-    /// appender and the attempt recorder).
-    #[arg(long, env = "RAMPHOOK_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(4..=1000))]
+    /// Connections each instance opens to PostgreSQL (three are kept by the
+    /// appender, the order reader and the attempt recorder).
+    #[arg(long, env = "RAMPHOOK_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(5..=1000))]
     pub database_max_connections: u32,
 
     /// Admin token; if unset a random one is generated and printed once.

@@ -90,6 +90,10 @@ pub(super) const INSERT_ORDER: &str = "INSERT INTO orders (id, partner_id, email
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)";
 pub(super) const SELECT_ORDER: &str = "SELECT id, partner_id, email, direction, status, fiat_currency, fiat_amount, \
      crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at FROM orders WHERE id = $1";
+/// The orders of a JSON array of ids (`pg_order_reader.rs`).
+pub(super) const SELECT_ORDERS_BY_IDS: &str = "SELECT id, partner_id, email, direction, status, fiat_currency, \
+     fiat_amount, crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at FROM orders \
+     WHERE id = ANY(ARRAY(SELECT json_array_elements_text(CAST($1 AS json))))";
 /// Every event moves its order on from `awaiting_payment`, if it was there.
 pub(super) const UPDATE_ORDER_STATUS: &str =
     "UPDATE orders SET status = $1, updated_at = $2, awaiting_until = NULL WHERE id = $3 AND status = $4";

@@ -12,14 +12,15 @@
 //! primary key and is answered with the winner's stored answer.
 //!
 //! The plan starts from the order as this instance last wrote it, if it
-//! kept it (`order_cache.rs`), and from a read otherwise. The guard makes a
+//! kept it (`order_cache.rs`), and from a read otherwise (grouped with
+//! other appends' reads: `pg_order_reader.rs`). The guard makes a
 //! plan from an outdated entry harmless, and a refusal planned from an
 //! entry is planned again from a read before it is given.
 
 use super::order_cache::OrderCache;
 use super::orders::{
     delivery_id_prefix, idempotent_replay, lost_race, plan_append, subscription_pattern, AppendOutcome, EventRow,
-    Idempotency, OrderRow, Replayable, INSERT_ORDER, SELECT_ORDER,
+    Idempotency, OrderRow, Replayable, INSERT_ORDER,
 };
 use super::pg_appender::{PlannedAppend, RememberedAnswer};
 use super::{Store, StoreResult};
@@ -104,9 +105,11 @@ pub(super) async fn append_event(
         let order: Option<OrderRow> = match kept {
             Some(order) => Some(order),
             None => {
-                sqlx::query_as(SELECT_ORDER)
-                    .bind(order_id)
-                    .fetch_optional(&store.writer)
+                store
+                    .pg_order_reader
+                    .as_ref()
+                    .expect("PostgreSQL stores have an order reader")
+                    .read(order_id)
                     .await?
             }
         };

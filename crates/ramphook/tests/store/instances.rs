@@ -7,7 +7,10 @@ use ramphook::store::AppendOutcome;
 
 use crate::harness::*;
 
-on_both_backends!(an_order_moved_by_another_instance_is_judged_as_the_database_has_it);
+on_both_backends!(
+    an_order_moved_by_another_instance_is_judged_as_the_database_has_it,
+    appends_at_once_to_orders_this_instance_never_saw_each_plan_from_their_own_order,
+);
 
 async fn an_order_moved_by_another_instance_is_judged_as_the_database_has_it(db: Db) {
     let stores = db.instances().await;
@@ -46,6 +49,38 @@ async fn an_order_moved_by_another_instance_is_judged_as_the_database_has_it(db:
             "order {order}"
         );
     }
+}
+
+/// The other instance kept none of these orders, so each append plans from
+/// a read, and reads made at once share statements (`pg_order_reader.rs`):
+/// each must still get its own order, and a missing one its absence.
+async fn appends_at_once_to_orders_this_instance_never_saw_each_plan_from_their_own_order(db: Db) {
+    let stores = db.instances().await;
+    let (here, elsewhere) = (&stores[0], &stores[stores.len() - 1]);
+    let p = partner(here).await;
+    endpoint(here, &p, None).await;
+    let mut orders = Vec::new();
+    for _ in 0..40 {
+        orders.push(order(here, &p).await);
+    }
+    let appends = orders
+        .iter()
+        .map(|order| append(elsewhere, order, EventName::PaymentReceived));
+    let missing = append(
+        elsewhere,
+        "0190b8a8-0000-7000-8000-000000000000",
+        EventName::PaymentReceived,
+    );
+    let (outcomes, missing) = futures_util::future::join(futures_util::future::join_all(appends), missing).await;
+    for (asked, outcome) in orders.iter().zip(outcomes) {
+        let AppendOutcome::Appended { event, order } = outcome else {
+            panic!("{asked}: not appended");
+        };
+        assert_eq!((&order.id, &event.order_id), (asked, asked));
+        assert_eq!(order.status, "paid");
+        assert_eq!(all_deliveries_of(here, &p, asked).await, 1, "order {asked}");
+    }
+    assert!(matches!(missing, AppendOutcome::NoSuchOrder));
 }
 
 async fn all_deliveries_of(store: &ramphook::store::Store, partner: &str, order: &str) -> usize {
