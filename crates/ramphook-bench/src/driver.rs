@@ -36,6 +36,8 @@ pub struct DriveOptions {
     pub steps: usize,
     pub max_events: Option<u64>,
     pub deadline: Duration,
+    /// Each event carries an `Idempotency-Key`.
+    pub idempotency_keys: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -182,7 +184,7 @@ pub async fn drive(
                     let order = &orders[index];
                     let sent = Instant::now();
                     let posted = match &mut client {
-                        Ok(client) => client.event(&order.id, step).await,
+                        Ok(client) => client.event(&order.id, step, options.idempotency_keys).await,
                         Err(unusable) => Err(unusable.clone()),
                     };
                     match posted {

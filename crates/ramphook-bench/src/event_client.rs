@@ -57,10 +57,11 @@ impl EventClient {
         })
     }
 
-    /// Posts `event_name` to `order_id`; answers the event id (the webhooks'
-    /// `webhook-id`) or a one-line error.
-    pub async fn event(&mut self, order_id: &str, event_name: &str) -> Result<String, String> {
-        let outcome = self.post(order_id, event_name).await;
+    /// Posts `event_name` to `order_id` (with `Idempotency-Key:
+    /// <order_id>:<event_name>` if `keyed`); answers the event id (the
+    /// webhooks' `webhook-id`) or a one-line error.
+    pub async fn event(&mut self, order_id: &str, event_name: &str, keyed: bool) -> Result<String, String> {
+        let outcome = self.post(order_id, event_name, keyed).await;
         if outcome.is_err() {
             // The connection may be broken or mid-answer: start afresh.
             self.connection = None;
@@ -68,9 +69,13 @@ impl EventClient {
         outcome
     }
 
-    async fn post(&mut self, order_id: &str, event_name: &str) -> Result<String, String> {
+    async fn post(&mut self, order_id: &str, event_name: &str, keyed: bool) -> Result<String, String> {
         let path = format!("{}/v1/orders/{order_id}/events", self.prefix);
-        let request = Request::post(path.as_str())
+        let mut request = Request::post(path.as_str());
+        if keyed {
+            request = request.header("idempotency-key", format!("{order_id}:{event_name}"));
+        }
+        let request = request
             .header(HOST, self.host.clone())
             .header(AUTHORIZATION, self.authorization.clone())
             .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))

@@ -113,6 +113,10 @@ pub struct Args {
     /// crypto_tx_sent → crypto_delivered (1 to 3).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=3))]
     pub steps: u8,
+    /// Send an `Idempotency-Key` with every event (`<order id>:<event
+    /// name>`), as a platform that retries its calls safely would.
+    #[arg(long)]
+    pub idempotency_keys: bool,
     /// Healthy endpoints (default: single 1, fanout 10, slow-neighbour 1, backlog 10).
     #[arg(long)]
     pub endpoints: Option<u32>,

@@ -19,10 +19,11 @@
 
 use super::order_cache::OrderCache;
 use super::orders::{
-    delivery_id_prefix, idempotent_replay, lost_race, plan_append, subscription_pattern, AppendOutcome, EventRow,
-    Idempotency, OrderRow, Replayable, INSERT_ORDER,
+    delivery_id_prefix, lost_race, plan_append, replay_of, subscription_pattern, AppendOutcome, EventRow, Idempotency,
+    OrderRow, Replayable, INSERT_ORDER,
 };
 use super::pg_appender::{PlannedAppend, RememberedAnswer};
+use super::pg_order_reader::PgOrderReader;
 use super::{Store, StoreResult};
 use crate::domain::order::EventName;
 use crate::domain::time::now_ms;
@@ -44,7 +45,7 @@ pub(super) async fn create_order(
     idem: Option<&Idempotency>,
     render: impl Fn(&OrderRow) -> (u16, String),
 ) -> StoreResult<Replayable<(OrderRow, u16, String)>> {
-    if let Some(replay) = idempotent_replay(&store.writer, idem).await? {
+    if let Some(replay) = remembered_replay(store, idem).await? {
         return Ok(replay);
     }
     let (status, body) = render(&order);
@@ -97,21 +98,14 @@ pub(super) async fn append_event(
     let recent = recent_orders(store);
     let mut last_from = None;
     for _ in 0..MAX_PLANS {
-        if let Some(replay) = idempotent_replay(&store.writer, idem).await? {
+        if let Some(replay) = remembered_replay(store, idem).await? {
             return Ok(replay);
         }
         let kept = recent.get(order_id);
         let planned_from_kept = kept.is_some();
         let order: Option<OrderRow> = match kept {
             Some(order) => Some(order),
-            None => {
-                store
-                    .pg_order_reader
-                    .as_ref()
-                    .expect("PostgreSQL stores have an order reader")
-                    .read(order_id)
-                    .await?
-            }
+            None => reader(store).order(order_id).await?,
         };
         let Some(mut order) = order else {
             return Ok(Replayable::Fresh((AppendOutcome::NoSuchOrder, 0, String::new())));
@@ -127,7 +121,7 @@ pub(super) async fn append_event(
             Err(invalid) => {
                 // A concurrent request with this key may have moved the order
                 // after the key was looked up: its answer is this one's.
-                if let Some(replay) = idempotent_replay(&store.writer, idem).await? {
+                if let Some(replay) = remembered_replay(store, idem).await? {
                     return Ok(replay);
                 }
                 // Refusals are not remembered: nothing was written.
@@ -200,6 +194,21 @@ pub(super) async fn expire(store: &Store, order_ids: &[String]) -> StoreResult<u
         }
     }
     Ok(expired)
+}
+
+/// The stored answer of this request's key, read with other appends' reads
+/// (`pg_order_reader.rs`).
+async fn remembered_replay<T>(store: &Store, idem: Option<&Idempotency>) -> StoreResult<Option<Replayable<T>>> {
+    let Some(idem) = idem else { return Ok(None) };
+    let found = reader(store).remembered(&idem.scope, &idem.key).await?;
+    Ok(replay_of(found, idem))
+}
+
+fn reader(store: &Store) -> &PgOrderReader {
+    store
+        .pg_order_reader
+        .as_ref()
+        .expect("PostgreSQL stores have an order reader")
 }
 
 fn recent_orders(store: &Store) -> &OrderCache {

@@ -3,13 +3,14 @@
 //! refused as the database has the order, whatever this instance last wrote.
 
 use ramphook::domain::order::{EventName, OrderStatus};
-use ramphook::store::AppendOutcome;
+use ramphook::store::{AppendOutcome, Replayable};
 
 use crate::harness::*;
 
 on_both_backends!(
     an_order_moved_by_another_instance_is_judged_as_the_database_has_it,
     appends_at_once_to_orders_this_instance_never_saw_each_plan_from_their_own_order,
+    keyed_appends_at_once_each_find_their_own_stored_answer,
 );
 
 async fn an_order_moved_by_another_instance_is_judged_as_the_database_has_it(db: Db) {
@@ -81,6 +82,65 @@ async fn appends_at_once_to_orders_this_instance_never_saw_each_plan_from_their_
         assert_eq!(all_deliveries_of(here, &p, asked).await, 1, "order {asked}");
     }
     assert!(matches!(missing, AppendOutcome::NoSuchOrder));
+}
+
+/// Appends at once with keys, through the instance that did not make them:
+/// their key lookups share statements too (`pg_order_reader.rs`). Each
+/// repeated request is answered with its own stored answer, a key reused
+/// for another request is refused, and nothing is written twice.
+async fn keyed_appends_at_once_each_find_their_own_stored_answer(db: Db) {
+    let stores = db.instances().await;
+    let (here, elsewhere) = (&stores[0], &stores[stores.len() - 1]);
+    let p = partner(here).await;
+    endpoint(here, &p, None).await;
+    let mut orders = Vec::new();
+    for _ in 0..20 {
+        orders.push(order(here, &p).await);
+    }
+    let key = |order: &str, hash: &str| ramphook::store::Idempotency {
+        scope: format!("events:{order}"),
+        key: "paid".into(),
+        request_hash: hash.into(),
+    };
+    let keyed = |store: &ramphook::store::Store, order: String, hash: &'static str| {
+        let store = store.clone();
+        async move {
+            let k = key(&order, hash);
+            let answer = store
+                .append_event(&order, EventName::PaymentReceived, None, None, Some(&k), |e, o| {
+                    (201, format!("{} {}", e.id, o.id))
+                })
+                .await
+                .unwrap();
+            (order, answer)
+        }
+    };
+    let first = futures_util::future::join_all(orders.iter().map(|o| keyed(here, o.clone(), "a"))).await;
+    let bodies: std::collections::HashMap<String, String> = first
+        .into_iter()
+        .map(|(order, answer)| match answer {
+            Replayable::Fresh((AppendOutcome::Appended { .. }, 201, body)) => (order, body),
+            _ => panic!("{order}: not appended"),
+        })
+        .collect();
+    // Again at once elsewhere: the same requests, and every other order's
+    // key with another request.
+    let again = orders
+        .iter()
+        .enumerate()
+        .map(|(n, o)| keyed(elsewhere, o.clone(), if n % 2 == 0 { "a" } else { "b" }));
+    for (n, (order, answer)) in futures_util::future::join_all(again).await.into_iter().enumerate() {
+        match answer {
+            Replayable::Replay { status: 201, body } if n % 2 == 0 => assert_eq!(body, bodies[&order]),
+            Replayable::KeyReused if n % 2 == 1 => {}
+            _ => panic!("{order}: neither its replay nor a refusal of the reused key"),
+        }
+        assert!(
+            bodies[&order].ends_with(&order),
+            "{order}: answered with another order's answer"
+        );
+        assert_eq!(all_deliveries_of(here, &p, &order).await, 1, "order {order}");
+    }
 }
 
 async fn all_deliveries_of(store: &ramphook::store::Store, partner: &str, order: &str) -> usize {
