@@ -73,7 +73,7 @@ pub struct ServeConfig {
     pub database_url: String,
 
     /// Connections each instance opens to PostgreSQL (three are kept by the
-    /// appender, the order reader and the attempt recorder).
+    /// appender, the append reader and the attempt recorder).
     #[arg(long, env = "RAMPHOOK_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(5..=1000))]
     pub database_max_connections: u32,
 

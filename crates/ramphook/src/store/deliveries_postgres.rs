@@ -1,11 +1,11 @@
 //! The dispatcher's record of attempt results on PostgreSQL: a whole batch
-//! in one statement (two or more only when a delivery is in it twice). As a transaction of a multi-row INSERT, an UPDATE
-//! joined to a VALUES list and an UPDATE per endpoint, it took five round
-//! trips, and its text changed with the batch's size, so the prepared
-//! statements of every size crowded each other out of the connection's cache
-//! and were parsed and planned again. The batch travels as JSON
-//! (`json_to_recordset`), as the appends do (`pg_appender.rs`): sqlx's `Any`
-//! driver cannot bind arrays.
+//! in one statement (two or more only when a delivery is in it twice). As
+//! a transaction of a multi-row INSERT, an UPDATE joined to a VALUES list
+//! and an UPDATE per endpoint, it took five round trips, and its text
+//! changed with the batch's size, so the prepared statements of every size
+//! crowded each other out of the connection's cache and were parsed and
+//! planned again. The batch travels as JSON (`json_to_recordset`), as the
+//! appends do (`pg_appender.rs`): sqlx's `Any` driver cannot bind arrays.
 
 use serde::Serialize;
 

@@ -23,8 +23,8 @@ mod orders;
 mod orders_postgres;
 mod orders_sqlite;
 mod partners;
+mod pg_append_reader;
 mod pg_appender;
-mod pg_order_reader;
 mod planner_statistics;
 mod read_cache;
 mod secrets;
@@ -46,8 +46,8 @@ use tokio::sync::Notify;
 
 use crate::secrets::Sealer;
 use order_cache::OrderCache;
+use pg_append_reader::PgAppendReader;
 use pg_appender::PgAppender;
-use pg_order_reader::PgOrderReader;
 use read_cache::ReadCache;
 use sqlite_writer::SqliteWriter;
 use sticky_connection::StickyConnection;
@@ -176,14 +176,15 @@ pub struct Store {
     /// PostgreSQL only: the task that writes concurrent event appends as
     /// one statement.
     pg_appender: Option<PgAppender>,
-    /// PostgreSQL only: the task that reads the orders appends plan from
-    /// when they were not kept in `recent_orders`, many with one statement.
-    pg_order_reader: Option<PgOrderReader>,
+    /// PostgreSQL only: the task that makes the reads an append needs before
+    /// it is planned (its key's stored answer, its order when not kept in
+    /// `recent_orders`), many with one statement.
+    pg_append_reader: Option<PgAppendReader>,
     /// PostgreSQL only: the connections the appender, the attempt recorder
-    /// and the order reader keep (given back when the store closes).
+    /// and the append reader keep (given back when the store closes).
     pg_appender_connection: Option<Arc<StickyConnection>>,
     pg_recorder: Option<Arc<StickyConnection>>,
-    pg_order_reader_connection: Option<Arc<StickyConnection>>,
+    pg_append_reader_connection: Option<Arc<StickyConnection>>,
     /// PostgreSQL only: orders as this instance last wrote them, which its
     /// appends plan from instead of reading the order first.
     recent_orders: Option<Arc<OrderCache>>,
@@ -260,8 +261,8 @@ impl Store {
             pg_appender: None,
             pg_appender_connection: None,
             pg_recorder: None,
-            pg_order_reader: None,
-            pg_order_reader_connection: None,
+            pg_append_reader: None,
+            pg_append_reader_connection: None,
             recent_orders: None,
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
@@ -287,7 +288,7 @@ impl Store {
         // the pool unless told not to: that doubled the round trips of every
         // statement. A connection that broke meanwhile fails its statement
         // instead (503 for that request) and is dropped from the pool.
-        // Three connections are kept, by the appender, the order reader and
+        // Three connections are kept, by the appender, the append reader and
         // the attempt recorder; requests and the dispatcher need at least
         // two more.
         let pool = AnyPoolOptions::new()
@@ -303,8 +304,8 @@ impl Store {
         let pg_appender_connection = Arc::new(StickyConnection::new(pool.clone()));
         let pg_appender = PgAppender::start(pg_appender_connection.clone(), handoff.clone());
         let pg_recorder = Arc::new(StickyConnection::new(pool.clone()));
-        let pg_order_reader_connection = Arc::new(StickyConnection::new(pool.clone()));
-        let pg_order_reader = PgOrderReader::start(pg_order_reader_connection.clone());
+        let pg_append_reader_connection = Arc::new(StickyConnection::new(pool.clone()));
+        let pg_append_reader = PgAppendReader::start(pg_append_reader_connection.clone());
         Ok(Self {
             backend: Backend::Postgres,
             writer: pool.clone(),
@@ -315,8 +316,8 @@ impl Store {
             pg_appender: Some(pg_appender),
             pg_appender_connection: Some(pg_appender_connection),
             pg_recorder: Some(pg_recorder),
-            pg_order_reader: Some(pg_order_reader),
-            pg_order_reader_connection: Some(pg_order_reader_connection),
+            pg_append_reader: Some(pg_append_reader),
+            pg_append_reader_connection: Some(pg_append_reader_connection),
             recent_orders: Some(Arc::new(OrderCache::new())),
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
@@ -369,7 +370,7 @@ impl Store {
         for kept in [
             &self.pg_appender_connection,
             &self.pg_recorder,
-            &self.pg_order_reader_connection,
+            &self.pg_append_reader_connection,
         ]
         .into_iter()
         .flatten()

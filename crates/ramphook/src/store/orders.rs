@@ -90,7 +90,7 @@ pub(super) const INSERT_ORDER: &str = "INSERT INTO orders (id, partner_id, email
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)";
 pub(super) const SELECT_ORDER: &str = "SELECT id, partner_id, email, direction, status, fiat_currency, fiat_amount, \
      crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at FROM orders WHERE id = $1";
-/// The orders of a JSON array of ids (`pg_order_reader.rs`).
+/// The orders of a JSON array of ids (`pg_append_reader.rs`).
 pub(super) const SELECT_ORDERS_BY_IDS: &str = "SELECT id, partner_id, email, direction, status, fiat_currency, \
      fiat_amount, crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at FROM orders \
      WHERE id = ANY(ARRAY(SELECT json_array_elements_text(CAST($1 AS json))))";

@@ -13,7 +13,7 @@
 //!
 //! The plan starts from the order as this instance last wrote it, if it
 //! kept it (`order_cache.rs`), and from a read otherwise (grouped with
-//! other appends' reads: `pg_order_reader.rs`). The guard makes a
+//! other appends' reads: `pg_append_reader.rs`). The guard makes a
 //! plan from an outdated entry harmless, and a refusal planned from an
 //! entry is planned again from a read before it is given.
 
@@ -22,8 +22,8 @@ use super::orders::{
     delivery_id_prefix, lost_race, plan_append, replay_of, subscription_pattern, AppendOutcome, EventRow, Idempotency,
     OrderRow, Replayable, INSERT_ORDER,
 };
+use super::pg_append_reader::PgAppendReader;
 use super::pg_appender::{PlannedAppend, RememberedAnswer};
-use super::pg_order_reader::PgOrderReader;
 use super::{Store, StoreResult};
 use crate::domain::order::EventName;
 use crate::domain::time::now_ms;
@@ -197,18 +197,18 @@ pub(super) async fn expire(store: &Store, order_ids: &[String]) -> StoreResult<u
 }
 
 /// The stored answer of this request's key, read with other appends' reads
-/// (`pg_order_reader.rs`).
+/// (`pg_append_reader.rs`).
 async fn remembered_replay<T>(store: &Store, idem: Option<&Idempotency>) -> StoreResult<Option<Replayable<T>>> {
     let Some(idem) = idem else { return Ok(None) };
     let found = reader(store).remembered(&idem.scope, &idem.key).await?;
     Ok(replay_of(found, idem))
 }
 
-fn reader(store: &Store) -> &PgOrderReader {
+fn reader(store: &Store) -> &PgAppendReader {
     store
-        .pg_order_reader
+        .pg_append_reader
         .as_ref()
-        .expect("PostgreSQL stores have an order reader")
+        .expect("PostgreSQL stores have an append reader")
 }
 
 fn recent_orders(store: &Store) -> &OrderCache {

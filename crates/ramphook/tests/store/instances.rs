@@ -53,7 +53,7 @@ async fn an_order_moved_by_another_instance_is_judged_as_the_database_has_it(db:
 }
 
 /// The other instance kept none of these orders, so each append plans from
-/// a read, and reads made at once share statements (`pg_order_reader.rs`):
+/// a read, and reads made at once share statements (`pg_append_reader.rs`):
 /// each must still get its own order, and a missing one its absence.
 async fn appends_at_once_to_orders_this_instance_never_saw_each_plan_from_their_own_order(db: Db) {
     let stores = db.instances().await;
@@ -85,7 +85,7 @@ async fn appends_at_once_to_orders_this_instance_never_saw_each_plan_from_their_
 }
 
 /// Appends at once with keys, through the instance that did not make them:
-/// their key lookups share statements too (`pg_order_reader.rs`). Each
+/// their key lookups share statements too (`pg_append_reader.rs`). Each
 /// repeated request is answered with its own stored answer, a key reused
 /// for another request is refused, and nothing is written twice.
 async fn keyed_appends_at_once_each_find_their_own_stored_answer(db: Db) {

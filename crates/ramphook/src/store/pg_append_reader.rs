@@ -46,11 +46,11 @@ struct ScopedKey {
 
 /// The handle reads are queued on; the task ends with the last handle.
 #[derive(Clone)]
-pub(super) struct PgOrderReader {
+pub(super) struct PgAppendReader {
     reads: mpsc::UnboundedSender<Read>,
 }
 
-impl PgOrderReader {
+impl PgAppendReader {
     pub fn start(connection: Arc<StickyConnection>) -> Self {
         let (reads, queue) = mpsc::unbounded_channel();
         tokio::spawn(run(connection, queue));
