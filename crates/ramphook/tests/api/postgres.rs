@@ -246,6 +246,19 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
         "took {:?}",
         started.elapsed()
     );
+    // A keyed event is looked up by the append reader, on its kept connection.
+    let started = Instant::now();
+    let (status, problem) = keyed_event(&server, &orders[1], "crypto_tx_sent", "outage-1").await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (503, Some("unavailable")),
+        "{problem}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
     let (status, _) = server.call("GET", "/readyz", None, None).await;
     assert_eq!(status, 503);
     let (status, _) = server.call("GET", "/healthz", None, None).await;
@@ -257,6 +270,9 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
     })
     .await;
     accepted.push(server.event(&orders[0], "crypto_tx_sent").await);
+    let (status, created) = keyed_event(&server, &orders[1], "crypto_tx_sent", "outage-1").await;
+    assert_eq!(status, 201, "{created}");
+    accepted.push(created["event"]["id"].as_str().unwrap().to_owned());
     wait_until(
         Duration::from_secs(20),
         "every accepted event to be delivered",
@@ -270,6 +286,20 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
     .await;
     drop(server);
     drop(owner);
+}
+
+/// Posts `event` to `order` with an `Idempotency-Key`: the status and the answer.
+async fn keyed_event(server: &TestServer, order: &str, event: &str, key: &str) -> (u16, serde_json::Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/orders/{order}/events", server.base))
+        .bearer_auth(crate::common::ADMIN)
+        .header("idempotency-key", key)
+        .header("content-type", "application/json")
+        .body(json!({ "eventName": event }).to_string())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
 }
 
 #[tokio::test]
