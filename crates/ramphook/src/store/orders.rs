@@ -78,6 +78,9 @@ pub enum AppendOutcome {
 const ORDER_COLUMNS: &str = "id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency, crypto_amount, wallet_address, created_at, updated_at, expires_at";
 const EVENT_COLUMNS: &str = "id, order_id, event_name, tx_hash, reason, time_stamp";
 
+/// An `Idempotency-Key`'s stored answer: the request's hash, the status and the body.
+pub(super) type Remembered = (String, i64, String);
+
 pub(super) const SELECT_IDEMPOTENCY: &str =
     "SELECT request_hash, status, body FROM idempotency WHERE scope = $1 AND key = $2";
 pub(super) const INSERT_IDEMPOTENCY: &str =
@@ -102,7 +105,7 @@ pub(super) const INSERT_EVENT: &str =
 
 /// What a stored key means for this request: its answer (same request) or a
 /// refusal (another request under the same key).
-pub(super) fn replay_of<T>(found: Option<(String, i64, String)>, idem: &Idempotency) -> Option<Replayable<T>> {
+pub(super) fn replay_of<T>(found: Option<Remembered>, idem: &Idempotency) -> Option<Replayable<T>> {
     found.map(|(hash, status, body)| {
         if hash == idem.request_hash {
             Replayable::Replay {
@@ -123,7 +126,7 @@ pub(super) async fn idempotent_replay<'e, T, E: sqlx::Executor<'e, Database = An
     idem: Option<&Idempotency>,
 ) -> StoreResult<Option<Replayable<T>>> {
     let Some(idem) = idem else { return Ok(None) };
-    let found: Option<(String, i64, String)> = sqlx::query_as(SELECT_IDEMPOTENCY)
+    let found: Option<Remembered> = sqlx::query_as(SELECT_IDEMPOTENCY)
         .bind(&idem.scope)
         .bind(&idem.key)
         .fetch_optional(executor)

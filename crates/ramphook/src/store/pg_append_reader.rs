@@ -14,14 +14,11 @@ use std::sync::Arc;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use super::orders::{OrderRow, SELECT_ORDERS_BY_IDS};
+use super::orders::{OrderRow, Remembered, SELECT_ORDERS_BY_IDS};
 use super::sticky_connection::StickyConnection;
 
 /// Reads served by one turn at most.
 const MAX_GROUP: usize = 128;
-
-/// A stored answer: the request's hash, the status and the body.
-pub(super) type Remembered = (String, i64, String);
 
 /// The stored answers of a JSON array of `{scope, key}`, each found by the
 /// primary key (`LIMIT 1` keeps the planner from joining the whole table to

@@ -229,36 +229,18 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
 
     proxy.cut();
     let started = Instant::now();
-    let (status, problem) = server
+    let answer = server
         .admin(
             "POST",
             &format!("/v1/orders/{}/events", orders[0]),
             Some(json!({"eventName": "crypto_tx_sent"})),
         )
         .await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (503, Some("unavailable")),
-        "{problem}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert_unavailable_within_10s(answer, started);
     // A keyed event is looked up by the append reader, on its kept connection.
     let started = Instant::now();
-    let (status, problem) = keyed_event(&server, &orders[1], "crypto_tx_sent", "outage-1").await;
-    assert_eq!(
-        (status, problem["code"].as_str()),
-        (503, Some("unavailable")),
-        "{problem}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "took {:?}",
-        started.elapsed()
-    );
+    let answer = keyed_event(&server, &orders[1], "crypto_tx_sent", "outage-1").await;
+    assert_unavailable_within_10s(answer, started);
     let (status, _) = server.call("GET", "/readyz", None, None).await;
     assert_eq!(status, 503);
     let (status, _) = server.call("GET", "/healthz", None, None).await;
@@ -286,6 +268,20 @@ async fn a_database_outage_answers_503_and_loses_nothing() {
     .await;
     drop(server);
     drop(owner);
+}
+
+/// A request made at `started` was answered 503 `unavailable`, and promptly.
+fn assert_unavailable_within_10s((status, problem): (u16, serde_json::Value), started: Instant) {
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (503, Some("unavailable")),
+        "{problem}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 /// Posts `event` to `order` with an `Idempotency-Key`: the status and the answer.

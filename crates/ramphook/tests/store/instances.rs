@@ -58,12 +58,7 @@ async fn an_order_moved_by_another_instance_is_judged_as_the_database_has_it(db:
 async fn appends_at_once_to_orders_this_instance_never_saw_each_plan_from_their_own_order(db: Db) {
     let stores = db.instances().await;
     let (here, elsewhere) = (&stores[0], &stores[stores.len() - 1]);
-    let p = partner(here).await;
-    endpoint(here, &p, None).await;
-    let mut orders = Vec::new();
-    for _ in 0..40 {
-        orders.push(order(here, &p).await);
-    }
+    let (p, orders) = partner_with_orders(here, 40).await;
     let appends = orders
         .iter()
         .map(|order| append(elsewhere, order, EventName::PaymentReceived));
@@ -91,12 +86,7 @@ async fn appends_at_once_to_orders_this_instance_never_saw_each_plan_from_their_
 async fn keyed_appends_at_once_each_find_their_own_stored_answer(db: Db) {
     let stores = db.instances().await;
     let (here, elsewhere) = (&stores[0], &stores[stores.len() - 1]);
-    let p = partner(here).await;
-    endpoint(here, &p, None).await;
-    let mut orders = Vec::new();
-    for _ in 0..20 {
-        orders.push(order(here, &p).await);
-    }
+    let (p, orders) = partner_with_orders(here, 20).await;
     let key = |order: &str, hash: &str| ramphook::store::Idempotency {
         scope: format!("events:{order}"),
         key: "paid".into(),
@@ -141,6 +131,17 @@ async fn keyed_appends_at_once_each_find_their_own_stored_answer(db: Db) {
         );
         assert_eq!(all_deliveries_of(here, &p, &order).await, 1, "order {order}");
     }
+}
+
+/// A partner with one endpoint and `count` orders, made through `store`.
+async fn partner_with_orders(store: &ramphook::store::Store, count: usize) -> (String, Vec<String>) {
+    let p = partner(store).await;
+    endpoint(store, &p, None).await;
+    let mut orders = Vec::with_capacity(count);
+    for _ in 0..count {
+        orders.push(order(store, &p).await);
+    }
+    (p, orders)
 }
 
 async fn all_deliveries_of(store: &ramphook::store::Store, partner: &str, order: &str) -> usize {
