@@ -22,4 +22,5 @@ mod order_updates;
 mod outbox;
 mod paging;
 mod planner_statistics;
+mod upgrades;
 mod validation_configs;
