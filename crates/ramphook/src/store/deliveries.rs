@@ -98,12 +98,13 @@ pub(super) type ClaimedRow = (String, String, String, String, i64, i64, String);
 /// and the oldest `$3` of those are claimed. Rows of skipped endpoints — a
 /// timing-out partner's pile — are never read. SQLite says "per endpoint"
 /// with a correlated `LIMIT` on the rowid (it has no LATERAL), PostgreSQL
-/// with LATERAL. There, several instances claim at once: rows another
-/// instance is claiming are skipped, not waited for; and an order's first
-/// pending delivery is found as the lane's `MIN(seq)` in the lane index (as
-/// `NOT EXISTS` the planner, on the statistics of a table that was empty a
-/// moment ago, checked it through the due index; migration 0007 took that
-/// index out of the lane checks' choices).
+/// with LATERAL, and finds the claimed rows again by `id`, its primary key
+/// (SQLite's is `seq`, the rowid). There, several instances claim at once:
+/// rows another instance is claiming are skipped, not waited for; and an
+/// order's first pending delivery is found as the lane's `MIN(seq)` in the
+/// lane index (as `NOT EXISTS` the planner, on the statistics of a table
+/// that was empty a moment ago, checked it through the due index; migration
+/// 0007 took that index out of the lane checks' choices).
 fn claim_sql(backend: Backend, skipped: usize) -> String {
     let first_in_lane = first_in_lane(backend);
     let returning = "RETURNING id, event_id, order_id, event_name, time_stamp, attempts, endpoint_id";
@@ -125,9 +126,9 @@ fn claim_sql(backend: Backend, skipped: usize) -> String {
         ),
         Backend::Postgres => format!(
             "UPDATE deliveries SET locked_until = $1 + $2
-             WHERE seq IN (
-                 SELECT d.seq FROM endpoints p CROSS JOIN LATERAL (
-                     SELECT x.seq, x.next_attempt_at FROM deliveries x
+             WHERE id IN (
+                 SELECT d.id FROM endpoints p CROSS JOIN LATERAL (
+                     SELECT x.id, x.seq, x.next_attempt_at FROM deliveries x
                      WHERE {due} AND {first_in_lane}
                      ORDER BY x.next_attempt_at, x.seq LIMIT $4
                      FOR UPDATE SKIP LOCKED) d
@@ -593,8 +594,8 @@ impl Store {
         let mut purged = 0;
         for sql in [
             "DELETE FROM attempts WHERE seq IN (SELECT seq FROM attempts WHERE at < $1 LIMIT $2)",
-            "DELETE FROM deliveries WHERE seq IN
-                 (SELECT seq FROM deliveries WHERE status <> 'pending' AND created_at < $1 LIMIT $2)",
+            "DELETE FROM deliveries WHERE id IN
+                 (SELECT id FROM deliveries WHERE status <> 'pending' AND created_at < $1 LIMIT $2)",
             "DELETE FROM idempotency WHERE (scope, key) IN
                  (SELECT scope, key FROM idempotency WHERE created_at < $1 LIMIT $2)",
         ] {
