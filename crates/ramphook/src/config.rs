@@ -126,7 +126,8 @@ pub struct ServeConfig {
     #[arg(long, env = "RAMPHOOK_OPS_WEBHOOK_URL")]
     pub ops_webhook_url: Option<url::Url>,
 
-    /// Attempts and finished deliveries older than this are purged.
+    /// Finished deliveries older than this are purged, with their attempts,
+    /// and idempotency keys as old.
     #[arg(long, env = "RAMPHOOK_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub retention: Duration,
 

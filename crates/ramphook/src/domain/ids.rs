@@ -9,6 +9,15 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// The least id `new_id(prefix)` can make at `at_ms` (Unix milliseconds):
+/// every id it made earlier sorts below it, every later one above. A UUIDv7's
+/// 32 hex digits begin with its 48-bit millisecond timestamp (12 digits), so
+/// ids in the same format (`dlv_…`, with or without a `_n` suffix) can be
+/// cut by age on their own index.
+pub fn id_floor(prefix: &str, at_ms: i64) -> String {
+    format!("{prefix}_{:012x}", at_ms.clamp(0, (1 << 48) - 1))
+}
+
 /// `bytes` random bytes as lowercase hex.
 pub fn random_hex(bytes: usize) -> String {
     let mut buf = vec![0u8; bytes];
@@ -31,6 +40,7 @@ pub fn hash_api_key(key: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::time::now_ms;
 
     #[test]
     fn ids_are_prefixed_unique_and_time_ordered() {
@@ -39,6 +49,25 @@ mod tests {
         assert!(a.starts_with("evt_"));
         assert_ne!(a, b);
         assert!(a < b);
+    }
+
+    #[test]
+    fn an_id_floor_parts_the_ids_made_before_its_millisecond_from_those_after() {
+        let before = now_ms();
+        let made = new_id("dlv");
+        let after = now_ms();
+        assert!(id_floor("dlv", before) <= made, "{made} was made at or after {before}");
+        assert!(
+            made < id_floor("dlv", after + 1),
+            "{made} was made before {}",
+            after + 1
+        );
+        assert!(
+            format!("{made}_3") < id_floor("dlv", after + 1),
+            "a suffix does not lift an id"
+        );
+        assert_eq!(id_floor("dlv", 0x0123_4567_89ab), "dlv_0123456789ab");
+        assert_eq!(id_floor("dlv", -5), "dlv_000000000000");
     }
 
     #[test]

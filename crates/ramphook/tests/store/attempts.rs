@@ -19,15 +19,7 @@ async fn record_attempts_moves_deliveries_and_logs_every_attempt(db: Db) {
     let store = db.open().await;
     let p = partner(&store).await;
     endpoint(&store, &p, None).await;
-    let mut ids = Vec::new();
-    for _ in 0..3 {
-        let o = order(&store, &p).await;
-        ids.push(
-            delivery_of(&store, &p, &event(&store, &o, EventName::PaymentReceived).await)
-                .await
-                .id,
-        );
-    }
+    let ids = paid_order_deliveries(&store, &p, 3).await;
     assert_eq!(claim_ids(&store, LONG_LEASE_MS).await.len(), 3);
 
     // One batch, three outcomes.

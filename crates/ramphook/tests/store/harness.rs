@@ -192,6 +192,18 @@ pub async fn event(store: &Store, order: &str, name: EventName) -> EventRow {
     }
 }
 
+/// `count` new orders of `partner`, paid: the ids of their
+/// `payment_received` deliveries (`partner` has one endpoint).
+pub async fn paid_order_deliveries(store: &Store, partner: &str, count: usize) -> Vec<String> {
+    let mut ids = Vec::with_capacity(count);
+    for _ in 0..count {
+        let o = order(store, partner).await;
+        let paid = event(store, &o, EventName::PaymentReceived).await;
+        ids.push(delivery_of(store, partner, &paid).await.id);
+    }
+    ids
+}
+
 /// Every delivery of `partner` matching `filter`, oldest first.
 pub async fn deliveries(store: &Store, partner: &str, filter: &DeliveryFilter) -> Vec<DeliveryRow> {
     let page = store.list_deliveries(partner, filter, 500, None).await.unwrap();

@@ -22,5 +22,6 @@ mod order_updates;
 mod outbox;
 mod paging;
 mod planner_statistics;
+mod retention;
 mod upgrades;
 mod validation_configs;
