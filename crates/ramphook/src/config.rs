@@ -77,6 +77,11 @@ pub struct ServeConfig {
     #[arg(long, env = "RAMPHOOK_DATABASE_MAX_CONNECTIONS", default_value_t = 10, value_parser = clap::value_parser!(u32).range(5..=1000))]
     pub database_max_connections: u32,
 
+    /// Threads that run the API and the deliveries (the async runtime's
+    /// workers); unset: half the cores, at least one.
+    #[arg(long, env = "RAMPHOOK_WORKER_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub worker_threads: Option<u16>,
+
     /// Admin token; if unset a random one is generated and printed once.
     #[arg(long, env = "RAMPHOOK_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -189,6 +194,16 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Parses the command line (and env), turning a bad value into one line that
 /// names the setting by flag and env var.
+/// The async runtime's workers when `--worker-threads` is unset: half of
+/// `cores`, at least one. The other half is for what ramphook waits on: its
+/// SQLite writer thread or a PostgreSQL on the same machine, and the
+/// kernel's work on its sockets. Every wake-up of a parked worker is a
+/// futex call and a context switch; with two workers on two cores, those
+/// were a tenth of the server's CPU (docs/PERFORMANCE.md).
+pub fn default_worker_threads(cores: usize) -> usize {
+    (cores / 2).max(1)
+}
+
 pub fn parse_cli() -> Cli {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     use clap::CommandFactory;
@@ -273,5 +288,13 @@ mod tests {
         assert_eq!(cfg.max_endpoints_per_partner, 20);
         assert_eq!(cfg.rate_limit, parse_rate("50/s").unwrap());
         assert!(cfg.master_key.is_none());
+    }
+
+    #[test]
+    fn the_runtime_takes_half_the_cores_and_at_least_one() {
+        assert_eq!(default_worker_threads(1), 1);
+        assert_eq!(default_worker_threads(2), 1);
+        assert_eq!(default_worker_threads(3), 1);
+        assert_eq!(default_worker_threads(16), 8);
     }
 }

@@ -1,16 +1,29 @@
 //! The `ramphook` command line: `serve` runs the service; `verify` and
 //! `listen` are the partner tools.
 
-use ramphook::config::{parse_cli, Command};
+use ramphook::config::{default_worker_threads, parse_cli, Cli, Command};
 
 /// glibc's malloc was ~15% of the server's time under load (perf, see
 /// docs/PERFORMANCE.md); mimalloc's thread-local free lists cost far less.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let cli = parse_cli();
+    let workers = match &cli.command {
+        Command::Serve(config) => config.worker_threads.map(usize::from),
+        _ => None,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers.unwrap_or_else(|| default_worker_threads(cores)))
+        .enable_all()
+        .build()
+        .expect("the async runtime starts");
+    runtime.block_on(run(cli));
+}
+
+async fn run(cli: Cli) {
     match cli.command {
         Command::Serve(config) => {
             ramphook::telemetry::init_logging(config.log_format);

@@ -134,6 +134,11 @@ fn bad_limits_and_master_keys_name_their_settings_and_never_echo_a_key() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("RAMPHOOK_MAX_ENDPOINTS_PER_PARTNER"), "{stderr}");
 
+    let out = ramphook(&["serve"], &[("RAMPHOOK_WORKER_THREADS", "0")]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr.contains("RAMPHOOK_WORKER_THREADS"), "{stderr}");
+
     let out = ramphook(&["serve"], &[("RAMPHOOK_MASTER_KEY", "short-SECRET-key")]);
     let stderr = String::from_utf8(out.stderr).unwrap();
     assert_eq!(out.status.code(), Some(2));
