@@ -11,6 +11,7 @@ mod ceiling;
 mod database_cpu;
 mod driver;
 mod event_client;
+mod fresh_database;
 mod metrics;
 mod partner_time;
 mod plot;
@@ -93,6 +94,10 @@ pub struct Args {
     /// Overrides the database URL given to the spawned server.
     #[arg(long)]
     pub database_url: Option<String>,
+    /// With --db postgres: drop the database --database-url names and
+    /// create it empty before the run (every run from the same start).
+    #[arg(long, requires = "database_url", conflicts_with = "url")]
+    pub fresh_database: bool,
 
     /// Concurrent API clients.
     #[arg(long, default_value_t = 32)]

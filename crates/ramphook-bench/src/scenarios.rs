@@ -68,6 +68,12 @@ pub(crate) async fn start_server(args: &Args, extra_env: &[(&str, String)]) -> R
         (None, Db::Sqlite) => format!("sqlite://{}", dir.path().join("bench.db").display()),
         (None, Db::Postgres) => return Err("--db postgres needs --database-url postgres://USER@HOST/DB".into()),
     };
+    if args.fresh_database {
+        if args.db != Db::Postgres {
+            return Err("--fresh-database is for --db postgres".into());
+        }
+        crate::fresh_database::recreate(&database_url).await?;
+    }
     let mut env = vec![("RAMPHOOK_DELIVERY_TIMEOUT".to_owned(), args.delivery_timeout.clone())];
     if let Some(n) = args.max_in_flight {
         env.push(("RAMPHOOK_MAX_IN_FLIGHT".into(), n.to_string()));
