@@ -8,6 +8,7 @@
 
 mod api;
 mod ceiling;
+mod compare;
 mod database_cpu;
 mod driver;
 mod event_client;
@@ -138,6 +139,15 @@ pub struct Args {
     #[arg(long, value_parser = parse_duration, default_value = "120s")]
     pub drain_timeout: Duration,
 
+    /// Compare with this other `ramphook` binary: the run is repeated
+    /// --pairs times on each build, alternately, and the figures shown side
+    /// by side with their medians (with --db postgres, needs --fresh-database).
+    #[arg(long, conflicts_with_all = ["url", "svg"])]
+    pub against: Option<PathBuf>,
+    /// With --against: runs of each build.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub pairs: u32,
+
     /// Write the results as JSON here (and the latency histogram beside it as .svg).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -195,6 +205,11 @@ fn main() {
         .enable_all()
         .build()
         .expect("a tokio runtime starts");
+    if let Some(against) = &args.against {
+        compare_builds(&runtime, &args, against);
+        runtime.shutdown_timeout(Duration::from_secs(1));
+        return;
+    }
     let outcome = runtime.block_on(scenarios::run(&args));
     match outcome {
         Ok(results) => {
@@ -219,6 +234,32 @@ fn main() {
         }
     }
     runtime.shutdown_timeout(Duration::from_secs(1));
+}
+
+/// `--against`: both builds, alternately; the side-by-side table on
+/// stdout and every run's results in `--out`.
+fn compare_builds(runtime: &tokio::runtime::Runtime, args: &Args, against: &std::path::Path) {
+    if args.db == Db::Postgres && !args.fresh_database {
+        eprintln!("error: --against with --db postgres needs --fresh-database (each run from an empty database)");
+        std::process::exit(2);
+    }
+    match runtime.block_on(compare::run(args, against, args.pairs)) {
+        Ok(comparison) => {
+            print!("{}", compare::render(&comparison));
+            if let Some(path) = &args.out {
+                let json = serde_json::to_string_pretty(&comparison).expect("results serialise");
+                if let Err(e) = std::fs::write(path, json + "\n") {
+                    eprintln!("error: cannot write {}: {e}", path.display());
+                    std::process::exit(1);
+                }
+                println!("results written to {}", path.display());
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            std::process::exit(1);
+        }
+    }
 }
 
 #[cfg(test)]
