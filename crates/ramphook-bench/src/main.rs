@@ -214,14 +214,7 @@ fn main() {
     match outcome {
         Ok(results) => {
             print!("{}", report::render_table(&results));
-            if let Some(path) = &args.out {
-                let json = serde_json::to_string_pretty(&results).expect("results serialise");
-                if let Err(e) = std::fs::write(path, json + "\n") {
-                    eprintln!("error: cannot write {}: {e}", path.display());
-                    std::process::exit(1);
-                }
-                println!("results written to {}", path.display());
-            }
+            write_out(args.out.as_deref(), &results);
             // Smoke runs have no performance thresholds, only this sanity check.
             if let Some(problem) = results.broken().filter(|_| args.smoke) {
                 eprintln!("error: smoke run failed: {problem}");
@@ -236,6 +229,17 @@ fn main() {
     runtime.shutdown_timeout(Duration::from_secs(1));
 }
 
+/// Writes `value` as JSON to `--out`, if given; exits if it cannot.
+fn write_out(path: Option<&std::path::Path>, value: &impl serde::Serialize) {
+    let Some(path) = path else { return };
+    let json = serde_json::to_string_pretty(value).expect("results serialise");
+    if let Err(e) = std::fs::write(path, json + "\n") {
+        eprintln!("error: cannot write {}: {e}", path.display());
+        std::process::exit(1);
+    }
+    println!("results written to {}", path.display());
+}
+
 /// `--against`: both builds, alternately; the side-by-side table on
 /// stdout and every run's results in `--out`.
 fn compare_builds(runtime: &tokio::runtime::Runtime, args: &Args, against: &std::path::Path) {
@@ -246,14 +250,7 @@ fn compare_builds(runtime: &tokio::runtime::Runtime, args: &Args, against: &std:
     match runtime.block_on(compare::run(args, against, args.pairs)) {
         Ok(comparison) => {
             print!("{}", compare::render(&comparison));
-            if let Some(path) = &args.out {
-                let json = serde_json::to_string_pretty(&comparison).expect("results serialise");
-                if let Err(e) = std::fs::write(path, json + "\n") {
-                    eprintln!("error: cannot write {}: {e}", path.display());
-                    std::process::exit(1);
-                }
-                println!("results written to {}", path.display());
-            }
+            write_out(args.out.as_deref(), &comparison);
         }
         Err(err) => {
             eprintln!("error: {err}");
