@@ -192,18 +192,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("{text:?} is too long"))
 }
 
-/// Parses the command line (and env), turning a bad value into one line that
-/// names the setting by flag and env var.
 /// The async runtime's workers when `--worker-threads` is unset: half of
 /// `cores`, at least one. The other half is for what ramphook waits on: its
 /// SQLite writer thread or a PostgreSQL on the same machine, and the
 /// kernel's work on its sockets. Every wake-up of a parked worker is a
-/// futex call and a context switch; with two workers on two cores, those
-/// were a tenth of the server's CPU (docs/PERFORMANCE.md).
+/// futex call and a context switch: with two workers on two cores, at
+/// 1,000 events/s those were about a third of the server's samples, and
+/// one worker spends about a tenth less CPU (docs/PERFORMANCE.md).
 pub fn default_worker_threads(cores: usize) -> usize {
     (cores / 2).max(1)
 }
 
+/// Parses the command line (and env), turning a bad value into one line that
+/// names the setting by flag and env var.
 pub fn parse_cli() -> Cli {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
     use clap::CommandFactory;
