@@ -7,12 +7,10 @@
 //! attempts.
 
 use std::borrow::Cow;
-use std::str::FromStr;
 
 use ramphook::domain::order::EventName;
 use ramphook::domain::time::now_ms;
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePool};
 
 use crate::harness::*;
 
@@ -69,31 +67,20 @@ const OLD_DELIVERED: &str = "dlv_00000000000170008000000000000001_1";
 const OLD_PENDING: &str = "dlv_00000000000370008000000000000003_1";
 
 async fn what_0008_wrote_reads_back_claims_and_purges_after_the_upgrade(db: Db) {
-    if db.is_postgres() {
-        let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-        migrations_until(sqlx::migrate!("./migrations/postgres"), 8)
-            .run(&pool)
-            .await
-            .unwrap();
-        for statement in BEFORE_0009 {
-            sqlx::query(statement).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
+    // The database as release 0008 left it, written through sqlx's `Any`
+    // driver (as the store talks to both backends).
+    let (migrator, url) = if db.is_postgres() {
+        (sqlx::migrate!("./migrations/postgres"), db.url().to_owned())
     } else {
-        let options = SqliteConnectOptions::from_str(db.url())
-            .unwrap()
-            .create_if_missing(true)
-            .foreign_keys(true);
-        let pool = SqlitePool::connect_with(options).await.unwrap();
-        migrations_until(sqlx::migrate!("./migrations/sqlite"), 8)
-            .run(&pool)
-            .await
-            .unwrap();
-        for statement in BEFORE_0009 {
-            sqlx::query(statement).execute(&pool).await.unwrap();
-        }
-        pool.close().await;
+        (sqlx::migrate!("./migrations/sqlite"), format!("{}?mode=rwc", db.url()))
+    };
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    migrations_until(migrator, 8).run(&pool).await.unwrap();
+    for statement in BEFORE_0009 {
+        sqlx::query(statement).execute(&pool).await.unwrap();
     }
+    pool.close().await;
 
     let store = db.open().await;
     // As `serve` does at start-up: the endpoint's secret is sealed.
