@@ -113,6 +113,7 @@ pub(crate) fn bar(len: u64, prefix: &str) -> ProgressBar {
 pub(crate) fn base_results(args: &Args) -> Results {
     let mut config = BTreeMap::new();
     config.insert("concurrency".into(), json!(args.concurrency));
+    config.insert("bench_threads".into(), json!(args.bench_threads));
     config.insert("rate_per_sec".into(), json!(args.rate));
     config.insert("duration_s".into(), json!(args.duration.as_secs_f64()));
     config.insert("events_limit".into(), json!(args.events));
