@@ -9,6 +9,10 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// The prefix of every delivery id: retention cuts deliveries by age on
+/// ids that begin with it (`id_floor`), so those ids are made with it alone.
+pub const DELIVERY_PREFIX: &str = "dlv";
+
 /// The least id `new_id(prefix)` can make at `at_ms` (Unix milliseconds):
 /// every id it made earlier sorts below it, every later one above. A UUIDv7's
 /// 32 hex digits begin with its 48-bit millisecond timestamp (12 digits), so

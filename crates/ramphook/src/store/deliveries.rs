@@ -544,7 +544,7 @@ impl Store {
         event_name: &str,
     ) -> StoreResult<String> {
         let now = now_ms();
-        let id = crate::domain::ids::new_id("dlv");
+        let id = crate::domain::ids::new_id(crate::domain::ids::DELIVERY_PREFIX);
         sqlx::query(
             "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
                                      next_attempt_at, is_test, created_at)
@@ -596,7 +596,7 @@ impl Store {
     /// outcome for this one query (docs/PERFORMANCE.md). A still-pending
     /// delivery keeps its attempts whatever their age.
     pub async fn purge_before(&self, cutoff: i64, batch: u32) -> StoreResult<u64> {
-        let floor = crate::domain::ids::id_floor("dlv", cutoff);
+        let floor = crate::domain::ids::id_floor(crate::domain::ids::DELIVERY_PREFIX, cutoff);
         let mut tx = self.writer.begin().await?;
         let gone: Vec<(String,)> = sqlx::query_as(
             "DELETE FROM deliveries WHERE id IN

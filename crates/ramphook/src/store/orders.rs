@@ -296,7 +296,8 @@ pub(super) fn lost_race(from: OrderStatus, event: EventName) -> AppendOutcome {
 
 /// The prefix of an event's delivery ids (the endpoint's seq follows).
 pub(super) fn delivery_id_prefix(event: &EventRow) -> String {
-    format!("dlv_{}_", event.id.trim_start_matches("evt_"))
+    let event_uuid = event.id.trim_start_matches("evt_");
+    format!("{}_{event_uuid}_", crate::domain::ids::DELIVERY_PREFIX)
 }
 
 /// The event's name as it appears in an endpoint's JSON array of event types.
