@@ -391,9 +391,10 @@ impl Store {
         left
     }
 
-    /// Records a batch of attempt results (one transaction on SQLite, one
-    /// statement on PostgreSQL unless a delivery is in it twice). A
-    /// delivery's first attempt is kept on its row, later ones in `attempts`.
+    /// Records a batch of attempt results (one transaction on SQLite; on
+    /// PostgreSQL in the statement of the next group of appends, unless a
+    /// delivery is in it twice). A delivery's first attempt is kept on its
+    /// row, later ones in `attempts`.
     pub async fn record_attempts(&self, results: &[AttemptResult]) -> StoreResult<()> {
         if let Some(writer) = &self.sqlite {
             let results = results.to_vec();
@@ -401,11 +402,9 @@ impl Store {
                 .write(move |conn| super::deliveries_sqlite::record(conn, &results, now_ms()))
                 .await;
         }
-        let connection = self
-            .pg_recorder
-            .as_ref()
-            .expect("PostgreSQL stores keep a recorder connection");
-        super::deliveries_postgres::record(connection, results, now_ms()).await
+        let writer = self.pg_writer.as_ref().expect("PostgreSQL stores have a writer");
+        let plan = super::deliveries_postgres::plan(results, now_ms())?;
+        Ok(writer.record(plan).await?)
     }
 
     /// Gives leased deliveries back (shutdown) so the next start sends them at once.

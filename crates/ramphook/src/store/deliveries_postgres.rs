@@ -1,56 +1,24 @@
-//! The dispatcher's record of attempt results on PostgreSQL: a whole batch
-//! in one statement (two or more only when a delivery is in it twice). As
-//! a transaction of a multi-row INSERT, an UPDATE joined to a VALUES list
-//! and an UPDATE per endpoint, it took five round trips, and its text
-//! changed with the batch's size, so the prepared statements of every size
-//! crowded each other out of the connection's cache and were parsed and
-//! planned again. The batch travels as JSON (`json_to_recordset`), as the
-//! appends do (`pg_appender.rs`): sqlx's `Any` driver cannot bind arrays.
+//! The dispatcher's record of attempt results on PostgreSQL, made ready
+//! for the writer (`pg_writer.rs`), which runs it in the statement of the
+//! next group of event appends, or alone when none waits: one statement
+//! start and one commit (a WAL flush) serve both. The batch travels as
+//! JSON (`json_to_recordset`), as the appends do: sqlx's `Any` driver
+//! cannot bind arrays, and a text that changed with the batch's size made
+//! every size a prepared statement of its own.
 
 use serde::Serialize;
 
 use super::deliveries::{last_outcome_per_endpoint, AttemptResult};
-use super::sticky_connection::StickyConnection;
-use super::StoreResult;
 
-/// Each delivery's outcome (only a still-pending delivery changes: one
-/// failed meanwhile, its endpoint deleted, stays failed), then the attempts
-/// log, then endpoint health (the last outcome per endpoint ends or starts
-/// its run of failures). An outcome that is its delivery's first attempt
-/// keeps that attempt on the delivery row (migration 0008); every other
-/// attempt, a late one on a delivery no longer pending included, is a row
-/// of `attempts`. The deliveries are found by `= ANY(ARRAY(…))` so that the
-/// planner, which guesses 100 input rows, looks them up by id. A delivery
-/// appears once in `$1` (see `rounds`): a second input row for it would
-/// update it once and hide the other attempt from the log.
-const RECORD_BATCH: &str = "WITH input AS (
-         SELECT * FROM json_to_recordset(CAST($1 AS json)) AS r(
-             n bigint, delivery_id text, at bigint, status_code bigint, duration_ms bigint, error text,
-             response_body text, new_status text, next_attempt_at bigint)
-     ), outcome AS (
-         UPDATE deliveries d SET status = i.new_status, attempts = d.attempts + 1,
-                next_attempt_at = i.next_attempt_at, locked_until = NULL, last_status_code = i.status_code,
-                first_attempt_at = CASE WHEN d.attempts = 0 THEN i.at ELSE d.first_attempt_at END,
-                first_status_code = CASE WHEN d.attempts = 0 THEN i.status_code ELSE d.first_status_code END,
-                first_duration_ms = CASE WHEN d.attempts = 0 THEN i.duration_ms ELSE d.first_duration_ms END,
-                first_error = CASE WHEN d.attempts = 0 THEN i.error ELSE d.first_error END,
-                first_response_body = CASE WHEN d.attempts = 0 THEN i.response_body ELSE d.first_response_body END
-         FROM input i
-         WHERE d.id = ANY(ARRAY(SELECT delivery_id FROM input)) AND d.id = i.delivery_id AND d.status = 'pending'
-         RETURNING d.id, d.attempts
-     ), logged AS (
-         INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body)
-         SELECT delivery_id, at, status_code, duration_ms, error, response_body FROM input i
-         WHERE NOT EXISTS (SELECT 1 FROM outcome o WHERE o.id = i.delivery_id AND o.attempts = 1)
-         ORDER BY n
-     ), health AS (
-         SELECT * FROM json_to_recordset(CAST($2 AS json)) AS h(endpoint_id text, healthy boolean)
-     ), healed AS (
-         UPDATE endpoints e SET failing_since = NULL
-         FROM health h WHERE e.id = h.endpoint_id AND h.healthy AND e.failing_since IS NOT NULL
-     )
-     UPDATE endpoints e SET failing_since = $3
-     FROM health h WHERE e.id = h.endpoint_id AND NOT h.healthy AND e.failing_since IS NULL";
+/// A batch of results as the writer's statement takes them: one round per
+/// statement (nearly always one), each a JSON array of outcomes; the
+/// endpoints' health, decided by the whole batch, goes with the last round.
+pub(super) struct RecordPlan {
+    pub rounds: Vec<String>,
+    pub health: String,
+    /// When an endpoint's run of failures starts, if one does.
+    pub now: i64,
+}
 
 #[derive(Serialize)]
 struct RecordRow<'a> {
@@ -71,20 +39,17 @@ struct HealthRow<'a> {
     healthy: bool,
 }
 
-/// Records `results` (outcomes, attempts, endpoint health) on the
-/// recorder's own connection, as one statement per round (nearly always
-/// one); `now` starts an endpoint's run of failures. Health, decided by the
-/// whole batch, is written with the last round.
-pub(super) async fn record(connection: &StickyConnection, results: &[AttemptResult], now: i64) -> StoreResult<()> {
+/// Encodes `results` for the writer; `now` starts an endpoint's run of
+/// failures.
+pub(super) fn plan(results: &[AttemptResult], now: i64) -> Result<RecordPlan, sqlx::Error> {
     let encode = |err: serde_json::Error| sqlx::Error::Encode(Box::new(err));
     let health: Vec<HealthRow<'_>> = last_outcome_per_endpoint(results)
         .into_iter()
         .map(|(endpoint_id, healthy)| HealthRow { endpoint_id, healthy })
         .collect();
     let health = serde_json::to_string(&health).map_err(encode)?;
-    let rounds = rounds(results);
-    let last = rounds.len().saturating_sub(1);
-    for (round, results) in rounds.into_iter().enumerate() {
+    let mut encoded = Vec::new();
+    for results in rounds(results) {
         let rows: Vec<RecordRow<'_>> = results
             .into_iter()
             .enumerate()
@@ -100,18 +65,13 @@ pub(super) async fn record(connection: &StickyConnection, results: &[AttemptResu
                 next_attempt_at: r.next_attempt_at,
             })
             .collect();
-        let rows = serde_json::to_string(&rows).map_err(encode)?;
-        let mut kept = connection.get().await?;
-        let recorded = sqlx::query(RECORD_BATCH)
-            .bind(rows)
-            .bind(if round == last { health.as_str() } else { "[]" })
-            .bind(now)
-            .execute(&mut *kept)
-            .await;
-        drop(kept);
-        connection.checked(recorded).await?;
+        encoded.push(serde_json::to_string(&rows).map_err(encode)?);
     }
-    Ok(())
+    Ok(RecordPlan {
+        rounds: encoded,
+        health,
+        now,
+    })
 }
 
 /// Splits a batch so that no round holds a delivery twice, keeping each

@@ -10,7 +10,7 @@
 //! one connection that takes the write lock up front (`BEGIN IMMEDIATE`),
 //! and reads through a pool of readers, in WAL mode. On PostgreSQL one sqlx
 //! (`Any`) pool serves everything (appends in `orders_postgres.rs`, written
-//! in groups by `pg_appender.rs`), and several instances may share the
+//! in groups by `pg_writer.rs`), and several instances may share the
 //! database.
 
 mod deliveries;
@@ -24,7 +24,7 @@ mod orders_postgres;
 mod orders_sqlite;
 mod partners;
 mod pg_append_reader;
-mod pg_appender;
+mod pg_writer;
 mod planner_statistics;
 mod read_cache;
 mod secrets;
@@ -47,7 +47,7 @@ use tokio::sync::Notify;
 use crate::secrets::Sealer;
 use order_cache::OrderCache;
 use pg_append_reader::PgAppendReader;
-use pg_appender::PgAppender;
+use pg_writer::PgWriter;
 use read_cache::ReadCache;
 use sqlite_writer::SqliteWriter;
 use sticky_connection::StickyConnection;
@@ -173,17 +173,16 @@ pub struct Store {
     /// Names this instance in its notifications, so that it can ignore its
     /// own: its dispatcher hears of its own work directly.
     instance_id: Arc<str>,
-    /// PostgreSQL only: the task that writes concurrent event appends as
-    /// one statement.
-    pg_appender: Option<PgAppender>,
+    /// PostgreSQL only: the task that writes concurrent event appends and
+    /// the dispatcher's attempt results as one statement.
+    pg_writer: Option<PgWriter>,
     /// PostgreSQL only: the task that makes the reads an append needs before
     /// it is planned (its key's stored answer, its order when not kept in
     /// `recent_orders`), many with one statement.
     pg_append_reader: Option<PgAppendReader>,
-    /// PostgreSQL only: the connections the appender, the attempt recorder
-    /// and the append reader keep (given back when the store closes).
-    pg_appender_connection: Option<Arc<StickyConnection>>,
-    pg_recorder: Option<Arc<StickyConnection>>,
+    /// PostgreSQL only: the connections the writer and the append reader
+    /// keep (given back when the store closes).
+    pg_writer_connection: Option<Arc<StickyConnection>>,
     pg_append_reader_connection: Option<Arc<StickyConnection>>,
     /// PostgreSQL only: orders as this instance last wrote them, which its
     /// appends plan from instead of reading the order first.
@@ -258,9 +257,8 @@ impl Store {
             sqlite: Some(hot_writer),
             pg_wake: None,
             instance_id: new_instance_id(),
-            pg_appender: None,
-            pg_appender_connection: None,
-            pg_recorder: None,
+            pg_writer: None,
+            pg_writer_connection: None,
             pg_append_reader: None,
             pg_append_reader_connection: None,
             recent_orders: None,
@@ -288,9 +286,8 @@ impl Store {
         // the pool unless told not to: that doubled the round trips of every
         // statement. A connection that broke meanwhile fails its statement
         // instead (503 for that request) and is dropped from the pool.
-        // Three connections are kept, by the appender, the append reader and
-        // the attempt recorder; requests and the dispatcher need at least
-        // two more.
+        // Two connections are kept, by the writer and the append reader;
+        // requests and the dispatcher need at least two more.
         let pool = AnyPoolOptions::new()
             .max_connections(settings.max_connections.max(5))
             .acquire_timeout(settings.acquire_timeout)
@@ -301,9 +298,8 @@ impl Store {
         let instance_id = new_instance_id();
         tokio::spawn(announce_new_work(pool.clone(), pg_wake.clone(), instance_id.clone()));
         let handoff = Arc::new(Handoff::default());
-        let pg_appender_connection = Arc::new(StickyConnection::new(pool.clone()));
-        let pg_appender = PgAppender::start(pg_appender_connection.clone(), handoff.clone());
-        let pg_recorder = Arc::new(StickyConnection::new(pool.clone()));
+        let pg_writer_connection = Arc::new(StickyConnection::new(pool.clone()));
+        let pg_writer = PgWriter::start(pg_writer_connection.clone(), handoff.clone());
         let pg_append_reader_connection = Arc::new(StickyConnection::new(pool.clone()));
         let pg_append_reader = PgAppendReader::start(pg_append_reader_connection.clone());
         Ok(Self {
@@ -313,9 +309,8 @@ impl Store {
             sqlite: None,
             pg_wake: Some(pg_wake),
             instance_id,
-            pg_appender: Some(pg_appender),
-            pg_appender_connection: Some(pg_appender_connection),
-            pg_recorder: Some(pg_recorder),
+            pg_writer: Some(pg_writer),
+            pg_writer_connection: Some(pg_writer_connection),
             pg_append_reader: Some(pg_append_reader),
             pg_append_reader_connection: Some(pg_append_reader_connection),
             recent_orders: Some(Arc::new(OrderCache::new())),
@@ -367,13 +362,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
-        for kept in [
-            &self.pg_appender_connection,
-            &self.pg_recorder,
-            &self.pg_append_reader_connection,
-        ]
-        .into_iter()
-        .flatten()
+        for kept in [&self.pg_writer_connection, &self.pg_append_reader_connection]
+            .into_iter()
+            .flatten()
         {
             kept.give_back().await;
         }

@@ -1,7 +1,7 @@
 //! The order writes on PostgreSQL, each one statement after its reads: the
 //! order's guarded status change, its event, the fan-out of deliveries and
 //! the idempotency record are one chain of CTEs, atomic as any statement
-//! (appends share theirs with whatever else is waiting: `pg_appender.rs`).
+//! (appends share theirs with whatever else is waiting: `pg_writer.rs`).
 //! An append costs a read and its group's statement (and a key lookup with
 //! an `Idempotency-Key`) instead of a transaction of eight.
 //!
@@ -23,7 +23,7 @@ use super::orders::{
     OrderRow, Replayable, INSERT_ORDER,
 };
 use super::pg_append_reader::PgAppendReader;
-use super::pg_appender::{PlannedAppend, RememberedAnswer};
+use super::pg_writer::{PlannedAppend, RememberedAnswer};
 use super::{Store, StoreResult};
 use crate::domain::order::EventName;
 use crate::domain::time::now_ms;
@@ -148,8 +148,8 @@ pub(super) async fn append_event(
                 answer_body: body.clone(),
             }),
         };
-        let appender = store.pg_appender.as_ref().expect("PostgreSQL stores have an appender");
-        match appender.append(planned).await {
+        let writer = store.pg_writer.as_ref().expect("PostgreSQL stores have a writer");
+        match writer.append(planned).await {
             Ok(Some(appended)) => {
                 recent.remember(&order);
                 // What was left with no room here may find room on
@@ -179,7 +179,7 @@ pub(super) async fn append_event(
 }
 
 /// Emits `payment_expired` for each of `order_ids` still awaiting payment.
-/// All at once, so that the appender writes them in a few groups rather than
+/// All at once, so that the writer writes them in a few groups rather than
 /// a round trip each.
 pub(super) async fn expire(store: &Store, order_ids: &[String]) -> StoreResult<usize> {
     let appends = order_ids.iter().map(|id| {

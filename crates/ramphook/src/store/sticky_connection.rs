@@ -2,7 +2,7 @@
 //! checks every connection that goes back to its pool with a round trip
 //! (a `Sync`, and a wait for PostgreSQL's answer), so a statement taken
 //! from the pool cost two round trips and two wake-ups of the database
-//! process. The appender and the attempt recorder each run one statement
+//! process. The writer and the append reader each run one statement
 //! after another on PostgreSQL, so each keeps its connection. Written by
 //! hand: sqlx has no setting to skip that check.
 

@@ -25,3 +25,4 @@ mod planner_statistics;
 mod retention;
 mod upgrades;
 mod validation_configs;
+mod writer;
