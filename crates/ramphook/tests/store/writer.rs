@@ -2,6 +2,8 @@
 //! same time are written by one statement. A delivery that statement
 //! finishes no longer holds back the next delivery of its order (which is
 //! leased and handed over at once); one it schedules for a retry still does.
+//! When the statement fails for one append, the results riding with it are
+//! still recorded and the other appends still made.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -10,9 +12,43 @@ use std::time::Duration;
 
 use ramphook::domain::order::EventName;
 use ramphook::domain::time::now_ms;
-use sqlx::{Connection, PgConnection};
+use ramphook::store::{AppendOutcome, EventRow, Idempotency, Replayable, Store};
+use sqlx::{PgPool, Postgres, Transaction};
+use tokio::task::JoinHandle;
 
 use crate::harness::*;
+
+/// The writer, stalled: another connection holds one order's row, and an
+/// append to that order waits for it inside the writer's statement, so
+/// that what is queued meanwhile is written together once it is let go.
+struct StalledWriter {
+    holding: Transaction<'static, Postgres>,
+    append: JoinHandle<EventRow>,
+}
+
+impl StalledWriter {
+    async fn new(db: &Db, store: &Store, order: &str) -> StalledWriter {
+        let holder = PgPool::connect(db.url()).await.unwrap();
+        let mut holding = holder.begin().await.unwrap();
+        sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
+            .bind(order)
+            .execute(&mut *holding)
+            .await
+            .unwrap();
+        let append = tokio::spawn({
+            let (store, order) = (store.clone(), order.to_owned());
+            async move { event(&store, &order, EventName::PaymentReceived).await }
+        });
+        wait_for_a_lock_wait(db.url()).await;
+        StalledWriter { holding, append }
+    }
+
+    /// Lets the writer go on; its stalled append is made.
+    async fn release(self) {
+        self.holding.rollback().await.unwrap();
+        self.append.await.unwrap();
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn results_and_appends_waiting_together_are_one_statement() {
@@ -33,21 +69,7 @@ async fn results_and_appends_waiting_together_are_one_statement() {
     );
     store.handoff().open(10, LONG_LEASE_MS, &[]);
 
-    // Stall the writer: another connection holds one order's row, and an
-    // append to that order waits for it inside the writer's statement.
-    let mut holder = PgConnection::connect(db.url()).await.unwrap();
-    let mut holding = holder.begin().await.unwrap();
-    sqlx::query("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE")
-        .bind(&stalled)
-        .execute(&mut *holding)
-        .await
-        .unwrap();
-    let stalled_append = tokio::spawn({
-        let store = store.clone();
-        let stalled = stalled.clone();
-        async move { event(&store, &stalled, EventName::PaymentReceived).await }
-    });
-    wait_for_a_lock_wait(db.url()).await;
+    let stall = StalledWriter::new(&db, &store, &stalled).await;
 
     // Queue, behind it, the two deliveries' results and their orders' next
     // events: one poll each puts them in the writer's queue.
@@ -65,9 +87,7 @@ async fn results_and_appends_waiting_together_are_one_statement() {
         Poll::Ready(())
     })
     .await;
-    holding.rollback().await.unwrap();
-
-    stalled_append.await.unwrap();
+    stall.release().await;
     let (recorded, _, _) = tokio::join!(record, finished_next, retried_next);
     recorded.unwrap();
     let mut handed: Vec<String> = store.handoff().take().into_iter().map(|d| d.order_id).collect();
@@ -101,14 +121,89 @@ async fn results_and_appends_waiting_together_are_one_statement() {
     assert_eq!(statuses.len(), 5, "{statuses:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_that_fails_for_one_append_still_records_its_results_and_makes_the_others() {
+    let Some(db) = Db::postgres().await else { return };
+    let store = db.open().await;
+    let p = partner(&store).await;
+    endpoint(&store, &p, None).await;
+    let (sent, x, y, stalled) = (
+        order(&store, &p).await,
+        order(&store, &p).await,
+        order(&store, &p).await,
+        order(&store, &p).await,
+    );
+    let delivery = delivery_of(&store, &p, &event(&store, &sent, EventName::PaymentReceived).await).await;
+    assert_eq!(claim_ids(&store, LONG_LEASE_MS).await, vec![delivery.id.clone()]);
+
+    // Behind the stalled writer: a batch of results, and two appends to
+    // two orders under one Idempotency-Key (two requests: the second
+    // stored answer breaks the key's uniqueness, and the statement fails).
+    let stall = StalledWriter::new(&db, &store, &stalled).await;
+    let keyed = |order: &str, hash: &str| {
+        let (store, order) = (store.clone(), order.to_owned());
+        let key = Idempotency {
+            scope: "events:admin".into(),
+            key: "one-key".into(),
+            request_hash: hash.into(),
+        };
+        tokio::spawn(async move {
+            store
+                .append_event(&order, EventName::PaymentReceived, None, None, Some(&key), |_, _| {
+                    (201, String::new())
+                })
+                .await
+                .unwrap()
+        })
+    };
+    let (on_x, on_y) = (keyed(&x, "hash-x"), keyed(&y, "hash-y"));
+    let record = tokio::spawn({
+        let (store, id) = (store.clone(), delivery.id.clone());
+        async move {
+            store
+                .record_attempts(&[attempt(&id, Some(204), "delivered", now_ms())])
+                .await
+        }
+    });
+    // Each keyed append reads its key first (on another connection), then
+    // joins the writer's queue: nothing outside the store shows when it
+    // has, so the writer is let go a moment later. Whatever the grouping,
+    // what follows must hold.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stall.release().await;
+
+    record.await.unwrap().unwrap();
+    let answers = [on_x.await.unwrap(), on_y.await.unwrap()];
+    let made = answers
+        .iter()
+        .filter(|answer| matches!(answer, Replayable::Fresh((AppendOutcome::Appended { .. }, 201, _))))
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|answer| matches!(answer, Replayable::KeyReused))
+        .count();
+    assert_eq!(
+        (made, refused),
+        (1, 1),
+        "one append per key; the other request is refused"
+    );
+    let rows = all_deliveries(&store, &p).await;
+    let recorded = rows.iter().find(|d| d.id == delivery.id).unwrap();
+    assert_eq!((recorded.status.as_str(), recorded.attempts), ("delivered", 1));
+    let mut orders: Vec<&str> = rows.iter().map(|d| d.order_id.as_str()).collect();
+    orders.sort();
+    let one_of_x_and_y = if orders.contains(&x.as_str()) { &x } else { &y };
+    assert_eq!(orders, sorted(&[&sent, one_of_x_and_y, &stalled]));
+}
+
 /// Waits (at most 10 s) until a backend of the database waits for a lock.
 async fn wait_for_a_lock_wait(url: &str) {
-    let mut watcher = PgConnection::connect(url).await.unwrap();
+    let watcher = PgPool::connect(url).await.unwrap();
     for _ in 0..1000 {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
         )
-        .fetch_one(&mut watcher)
+        .fetch_one(&watcher)
         .await
         .unwrap();
         if waiting > 0 {
