@@ -2,14 +2,24 @@
 //! order's guarded status change, its event, the fan-out of deliveries and
 //! the idempotency record are one chain of CTEs, atomic as any statement
 //! (appends share theirs with whatever else is waiting: `pg_writer.rs`).
-//! An append costs a read and its group's statement (and a key lookup with
-//! an `Idempotency-Key`) instead of a transaction of eight.
+//! An append costs a read and its group's statement instead of a
+//! transaction of eight.
 //!
 //! Concurrency: the status change is conditional on the status the plan was
 //! made from. If another request (or instance) moved the order first, the
 //! statement changes nothing and the append is planned again from the new
 //! status; a concurrent request with the same key fails on the idempotency
 //! primary key and is answered with the winner's stored answer.
+//!
+//! Keys: an append with an `Idempotency-Key` does not look its key up
+//! first. If the key was used, the statement's insert of the answer fails
+//! on the key's primary key, nothing of it is written, and the stored answer
+//! is given (a replay, or `KeyReused` for another request); before a refusal
+//! (no such order, an event not allowed now, as a replayed event usually is)
+//! the key is looked up, so that a replay still gets its answer. The lookup
+//! before every keyed append was a statement on the reader's connection
+//! each time: a quarter of the database's CPU per keyed delivery
+//! (docs/PERFORMANCE.md).
 //!
 //! The plan starts from the order as this instance last wrote it, if it
 //! kept it (`order_cache.rs`), and from a read otherwise (grouped with
@@ -98,9 +108,6 @@ pub(super) async fn append_event(
     let recent = recent_orders(store);
     let mut last_from = None;
     for _ in 0..MAX_PLANS {
-        if let Some(replay) = remembered_replay(store, idem).await? {
-            return Ok(replay);
-        }
         let kept = recent.get(order_id);
         let planned_from_kept = kept.is_some();
         let order: Option<OrderRow> = match kept {
@@ -108,6 +115,10 @@ pub(super) async fn append_event(
             None => reader(store).order(order_id).await?,
         };
         let Some(mut order) = order else {
+            // A stored key's answer comes first, as it does for any refusal.
+            if let Some(replay) = remembered_replay(store, idem).await? {
+                return Ok(replay);
+            }
             return Ok(Replayable::Fresh((AppendOutcome::NoSuchOrder, 0, String::new())));
         };
         let (from, event) = match plan_append(&mut order, event_name, tx_hash.clone(), reason.clone(), now_ms()) {
@@ -173,6 +184,10 @@ pub(super) async fn append_event(
             Err(err) if idem.is_some() && is_unique_violation(&err) => return store.replay_race_winner(idem).await,
             Err(err) => return Err(err.into()),
         }
+    }
+    // Refused after losing every race: a stored key's answer first.
+    if let Some(replay) = remembered_replay(store, idem).await? {
+        return Ok(replay);
     }
     let from = last_from.expect("every lost race records its status");
     Ok(Replayable::Fresh((lost_race(from, event_name), 0, String::new())))

@@ -1,6 +1,6 @@
-//! The reads an append on PostgreSQL makes before it is planned, grouped:
-//! its `Idempotency-Key`'s stored answer, if it carries one, and its order
-//! when this instance did not keep it (`order_cache.rs`). One task per
+//! The reads an append on PostgreSQL makes, grouped: its order when this
+//! instance did not keep it (`order_cache.rs`), and, before a refusal or
+//! an order's creation, an `Idempotency-Key`'s stored answer. One task per
 //! instance reads everything asked for meanwhile, a statement for the keys
 //! and one for the orders, on a kept connection. Taken from the pool, each
 //! read cost a second round trip (sqlx checks a connection going back to its

@@ -4,13 +4,14 @@
 //! one thing.
 
 use ramphook::domain::order::EventName;
-use ramphook::store::{AppendOutcome, Idempotency, Replayable};
+use ramphook::store::{AppendOutcome, Idempotency, Replayable, Store};
 
 use crate::harness::*;
 
 on_both_backends!(
     create_order_replays_the_same_request_and_refuses_another,
     append_event_replays_without_a_second_event,
+    a_replay_answers_even_where_its_event_is_allowed_again,
     concurrent_requests_with_one_key_create_one_order,
     concurrent_appends_to_many_orders_each_happen_once,
 );
@@ -97,14 +98,10 @@ async fn append_event_replays_without_a_second_event(db: Db) {
     assert_eq!((status, body.clone()), (201, format!("{} paid", event.id)));
 
     // Replayed, although payment_received would now be refused.
-    match store
-        .append_event(&o, EventName::PaymentReceived, None, None, Some(&k), render)
-        .await
-        .unwrap()
-    {
-        Replayable::Replay { status, body: again } => assert_eq!((status, again), (201, body)),
-        _ => panic!("the same key and request did not replay"),
-    }
+    assert_eq!(
+        append_keyed(&store, &o, EventName::PaymentReceived, &k).await,
+        Some((201, body))
+    );
     let reused = key(&format!("events:{o}"), "e-1", "hash-b");
     assert!(matches!(
         store
@@ -116,6 +113,53 @@ async fn append_event_replays_without_a_second_event(db: Db) {
     let (row, events) = store.get_order(&o).await.unwrap().unwrap();
     assert_eq!((row.status.as_str(), events.len()), ("paid", 1));
     assert_eq!(all_deliveries(&store, &p).await.len(), 1);
+}
+
+/// An on-ramp's `crypto_tx_sent` is allowed again after `crypto_tx_failed`:
+/// replaying the first one must still answer as it did, and write nothing.
+async fn a_replay_answers_even_where_its_event_is_allowed_again(db: Db) {
+    let store = db.open().await;
+    let p = partner(&store).await;
+    endpoint(&store, &p, None).await;
+    let o = order(&store, &p).await;
+    event(&store, &o, EventName::PaymentReceived).await;
+    let k = key(&format!("events:{o}"), "sent-1", "hash-a");
+    let render = |e: &ramphook::store::EventRow, o: &ramphook::store::OrderRow| (201, format!("{} {}", e.id, o.status));
+    let (_, _, body) = fresh(
+        store
+            .append_event(&o, EventName::CryptoTxSent, None, None, Some(&k), render)
+            .await
+            .unwrap(),
+    );
+    event(&store, &o, EventName::CryptoTxFailed).await;
+
+    let replayed = Some((201, body));
+    assert_eq!(append_keyed(&store, &o, EventName::CryptoTxSent, &k).await, replayed);
+    let reused = key(&format!("events:{o}"), "sent-1", "hash-b");
+    assert_eq!(append_keyed(&store, &o, EventName::CryptoTxSent, &reused).await, None);
+    let (row, events) = store.get_order(&o).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), events.len()), ("crypto_failed", 3));
+    assert_eq!(all_deliveries(&store, &p).await.len(), 3);
+
+    // A stored key answers before anything else, a missing order included.
+    assert_eq!(
+        append_keyed(&store, "no-such-order", EventName::CryptoTxSent, &k).await,
+        replayed
+    );
+}
+
+/// Appends `name` under the key `k`, which must have been used: the stored
+/// answer for a replay, `None` for another request under it.
+async fn append_keyed(store: &Store, order: &str, name: EventName, k: &Idempotency) -> Option<(u16, String)> {
+    match store
+        .append_event(order, name, None, None, Some(k), |_, _| (201, "a new answer".into()))
+        .await
+        .unwrap()
+    {
+        Replayable::Replay { status, body } => Some((status, body)),
+        Replayable::KeyReused => None,
+        Replayable::Fresh(_) => panic!("{name} under a used key was made"),
+    }
 }
 
 async fn concurrent_requests_with_one_key_create_one_order(db: Db) {
