@@ -176,9 +176,9 @@ pub struct Store {
     /// PostgreSQL only: the task that writes concurrent event appends and
     /// the dispatcher's attempt results as one statement.
     pg_writer: Option<PgWriter>,
-    /// PostgreSQL only: the task that makes the reads an append needs before
-    /// it is planned (its key's stored answer, its order when not kept in
-    /// `recent_orders`), many with one statement.
+    /// PostgreSQL only: the task that makes the reads an append needs (its
+    /// order when not kept in `recent_orders`; before a refusal, its key's
+    /// stored answer), many with one statement.
     pg_append_reader: Option<PgAppendReader>,
     /// PostgreSQL only: the connections the writer and the append reader
     /// keep (given back when the store closes).

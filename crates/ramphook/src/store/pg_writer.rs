@@ -258,6 +258,8 @@ async fn run(connection: Arc<StickyConnection>, mut queue: mpsc::UnboundedReceiv
         write(&connection, group, record, handoff.offer()).await;
     }
 }
+
+/// Puts a job in its queue: appends, or batches of results.
 fn file(job: Job, appends: &mut VecDeque<AppendJob>, records: &mut VecDeque<RecordJob>) {
     match job {
         Job::Append(job) => appends.push_back(job),
