@@ -220,6 +220,11 @@ async fn idempotency_keys_replay_the_first_answer_and_refuse_other_bodies(backen
         .await
         .unwrap();
     assert_eq!(c.status(), 422);
+    // Another body whose event is allowed now: refused by the key all the same.
+    let d = send(path.clone(), "evt-1", json!({"eventName": "crypto_tx_sent"}))
+        .await
+        .unwrap();
+    assert_eq!(d.status(), 422);
 
     let (_, full) = server.admin("GET", &format!("/v1/orders/{order_id}"), None).await;
     assert_eq!(full["events"].as_array().unwrap().len(), 1);
