@@ -139,6 +139,29 @@ pub fn apply(direction: Direction, from: OrderStatus, event: EventName) -> Resul
         })
 }
 
+/// Where `event` applies, for an order not read first: its status is one of
+/// `from`, and its direction `direction` when set. The database checks
+/// this as it writes (`store/pg_writer.rs`), and `apply` agrees with it
+/// for every order (tested below).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventGuard {
+    pub from: Vec<OrderStatus>,
+    pub to: OrderStatus,
+    pub direction: Option<Direction>,
+}
+
+/// The guard of `event`: every event leads to one status, from any of its
+/// rows of the table.
+pub fn guard(event: EventName) -> EventGuard {
+    let rows: Vec<_> = TRANSITIONS.iter().filter(|(_, e, _, _)| *e == event).collect();
+    let (_, _, to, on_ramp_only) = *rows[0];
+    EventGuard {
+        from: rows.iter().map(|(from, _, _, _)| *from).collect(),
+        to,
+        direction: on_ramp_only.then_some(Direction::OnRamp),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,6 +204,33 @@ mod tests {
                 assert!(apply(OnRamp, status, event).is_err(), "{status} took {event}");
             }
         }
+    }
+
+    #[test]
+    fn an_events_guard_allows_exactly_what_apply_allows() {
+        for event in ALL_EVENTS {
+            let guard = guard(event);
+            for direction in [OnRamp, OffRamp] {
+                for from in [
+                    AwaitingPayment,
+                    Paid,
+                    Rejected,
+                    Expired,
+                    CryptoSent,
+                    Delivered,
+                    CryptoFailed,
+                ] {
+                    let guarded = guard.from.contains(&from) && guard.direction.is_none_or(|d| d == direction);
+                    let applied = apply(direction, from, event);
+                    assert_eq!(guarded, applied.is_ok(), "{direction} {from} {event}");
+                    if let Ok(to) = applied {
+                        assert_eq!(to, guard.to, "{direction} {from} {event}");
+                    }
+                }
+            }
+        }
+        assert_eq!(guard(CryptoTxSent).from, vec![Paid, CryptoFailed]);
+        assert_eq!(guard(PaymentReceived).direction, None);
     }
 
     #[test]

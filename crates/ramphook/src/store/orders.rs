@@ -9,7 +9,7 @@ use crate::domain::ids::new_id;
 use crate::domain::order::{apply, Direction, EventName, InvalidTransition, OrderStatus};
 use crate::domain::time::now_ms;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct OrderRow {
     pub id: String,
     pub partner_id: String,
@@ -273,15 +273,25 @@ pub(super) fn plan_append(
     let to = apply(direction, from, event_name)?;
     order.status = to.as_str().to_owned();
     order.updated_at = now;
-    let event = EventRow {
+    Ok((from, new_event(&order.id, event_name, tx_hash, reason, now)))
+}
+
+/// A new event's row, stamped `now`.
+pub(super) fn new_event(
+    order_id: &str,
+    event_name: EventName,
+    tx_hash: Option<String>,
+    reason: Option<String>,
+    now: i64,
+) -> EventRow {
+    EventRow {
         id: new_id("evt"),
-        order_id: order.id.clone(),
+        order_id: order_id.to_owned(),
         event_name: event_name.as_str().to_owned(),
         tx_hash,
         reason,
         time_stamp: now,
-    };
-    Ok((from, event))
+    }
 }
 
 /// The refusal when someone else moved the order first (another instance):

@@ -32,12 +32,21 @@ use super::sticky_connection::StickyConnection;
 /// JSON; PostgreSQL takes far more).
 const MAX_GROUP: usize = 128;
 
-/// One event append, planned from the order's status `from_status`: what
-/// the statement writes if the order is still there.
+/// One event append: what the statement writes if the order's status is
+/// one of `from_statuses` (and its direction `only_direction`, if set).
+/// Planned from the order as read or kept, that is its one status; planned
+/// without it, every status the event may leave (`domain::order::guard`).
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct PlannedAppend {
     pub order_id: String,
-    pub from_status: String,
+    /// Comma-separated.
+    pub from_statuses: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub only_direction: Option<String>,
+    /// Planned without the order: the statement answers the order as it
+    /// left it, for the API's answer.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub answer_order: bool,
     pub new_status: String,
     /// The order's `updated_at`, the event's `time_stamp` and the deliveries' creation time.
     pub at: i64,
@@ -103,7 +112,8 @@ pub(super) struct RememberedAnswer {
 /// and a hash join beats that many index lookups on a small table).
 const WRITE_GROUP: &str = "WITH input AS (
          SELECT * FROM json_to_recordset(CAST($1 AS json)) AS i(
-             n bigint, order_id text, from_status text, new_status text, at bigint, event_id text,
+             n bigint, order_id text, from_statuses text, only_direction text, answer_order boolean,
+             new_status text, at bigint, event_id text,
              event_name text, tx_hash text, reason text, delivery_prefix text, pattern text, idem_scope text,
              idem_key text, idem_request_hash text, answer_status bigint, answer_body text)
      ), results AS (
@@ -137,8 +147,10 @@ const WRITE_GROUP: &str = "WITH input AS (
      ), moved AS (
          UPDATE orders o SET status = i.new_status, updated_at = i.at, awaiting_until = NULL
          FROM input i
-         WHERE o.id = ANY(ARRAY(SELECT order_id FROM input)) AND o.id = i.order_id AND o.status = i.from_status
-         RETURNING o.id, o.partner_id
+         WHERE o.id = ANY(ARRAY(SELECT order_id FROM input)) AND o.id = i.order_id
+           AND o.status = ANY(string_to_array(i.from_statuses, ','))
+           AND (i.only_direction IS NULL OR o.direction = i.only_direction)
+         RETURNING o.id, o.partner_id, CASE WHEN i.answer_order THEN CAST(row_to_json(o) AS text) END AS row
      ), appended AS (
          SELECT i.*, m.partner_id FROM input i JOIN moved m ON m.id = i.order_id
      ), event AS (
@@ -167,13 +179,14 @@ const WRITE_GROUP: &str = "WITH input AS (
          FROM appended WHERE idem_scope IS NOT NULL
      )
      SELECT m.id, f.id, f.event_id, f.event_name, f.time_stamp, f.endpoint_id,
-            t.url, t.secret, t.previous_secret, t.previous_secret_expires_at
+            t.url, t.secret, t.previous_secret, t.previous_secret_expires_at, m.row
      FROM moved m
      LEFT JOIN fanout f ON f.order_id = m.id
      LEFT JOIN endpoints t ON t.id = f.endpoint_id AND f.locked_until IS NOT NULL";
 
 /// A row of the group statement's answer: an order that moved and, if any,
-/// one of its deliveries, with its endpoint's target if it was leased.
+/// one of its deliveries, with its endpoint's target if it was leased, and
+/// the order as JSON if asked for.
 type AnswerRow = (
     String,
     Option<String>,
@@ -185,10 +198,21 @@ type AnswerRow = (
     Option<String>,
     Option<String>,
     Option<i64>,
+    Option<String>,
 );
 
-/// `None`: another write moved the order first. `Some`: it moved.
-pub(super) type AppendAnswer = Result<Option<Appended>, sqlx::Error>;
+/// An append the statement made: its deliveries and, if asked for
+/// (`answer_order`), the order as the statement left it, as JSON (read by
+/// the append it is for: a bad row fails that append alone, not its group).
+#[derive(Default)]
+pub(super) struct Moved {
+    pub deliveries: Appended,
+    pub order_json: Option<String>,
+}
+
+/// `None`: the order was not where the plan needed it (another write moved
+/// it first, or it is not there). `Some`: it moved.
+pub(super) type AppendAnswer = Result<Option<Moved>, sqlx::Error>;
 
 /// Nearly every job is an append: boxing it to match a record's size would
 /// be an allocation per event.
@@ -382,7 +406,7 @@ async fn run_statement(
     planned: &[&PlannedAppend],
     outcomes: Outcomes<'_>,
     offer: Option<&Offer>,
-) -> Result<HashMap<String, Appended>, sqlx::Error> {
+) -> Result<HashMap<String, Moved>, sqlx::Error> {
     let rows: Vec<InputRow> = planned
         .iter()
         .enumerate()
@@ -401,11 +425,26 @@ async fn run_statement(
         .await;
     drop(kept);
     let answer = connection.checked(answer).await?;
-    let mut moved: HashMap<String, Appended> = HashMap::new();
-    for (order_id, id, event_id, event_name, time_stamp, endpoint_id, url, secret, previous_secret, previous_until) in
-        answer
+    let mut moved: HashMap<String, Moved> = HashMap::new();
+    for (
+        order_id,
+        id,
+        event_id,
+        event_name,
+        time_stamp,
+        endpoint_id,
+        url,
+        secret,
+        previous_secret,
+        previous_until,
+        order_json,
+    ) in answer
     {
-        let appended = moved.entry(order_id.clone()).or_default();
+        let entry = moved.entry(order_id.clone()).or_default();
+        if entry.order_json.is_none() {
+            entry.order_json = order_json;
+        }
+        let appended = &mut entry.deliveries;
         let Some(id) = id else { continue };
         match (event_id, event_name, time_stamp, endpoint_id, url, secret) {
             (Some(event_id), Some(event_name), Some(time_stamp), Some(endpoint_id), Some(url), Some(secret)) => {
@@ -439,7 +478,9 @@ mod tests {
         AppendJob {
             planned: PlannedAppend {
                 order_id: order_id.into(),
-                from_status: "awaiting_payment".into(),
+                from_statuses: "awaiting_payment".into(),
+                only_direction: None,
+                answer_order: false,
                 new_status: "payment_received".into(),
                 at: 1,
                 event_id: format!("evt_{order_id}"),
