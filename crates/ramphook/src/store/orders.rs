@@ -9,7 +9,7 @@ use crate::domain::ids::new_id;
 use crate::domain::order::{apply, Direction, EventName, InvalidTransition, OrderStatus};
 use crate::domain::time::now_ms;
 
-#[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct OrderRow {
     pub id: String,
     pub partner_id: String,

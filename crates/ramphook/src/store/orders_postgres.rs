@@ -1,9 +1,11 @@
-//! The order writes on PostgreSQL, each one statement after its reads: the
-//! order's guarded status change, its event, the fan-out of deliveries and
-//! the idempotency record are one chain of CTEs, atomic as any statement
-//! (appends share theirs with whatever else is waiting: `pg_writer.rs`).
-//! An append costs a read and its group's statement instead of a
-//! transaction of eight.
+//! The order writes on PostgreSQL, each one statement after its reads: a
+//! new order and its idempotency record, or an append's guarded status
+//! change, its event, the fan-out of deliveries and the idempotency record,
+//! are one chain of CTEs, atomic as any statement, which they share with
+//! whatever else is waiting (`pg_writer.rs`). An append costs a share of
+//! its group's statement instead of a transaction of eight; a new order,
+//! which had a statement and a commit of its own (and the pool's check of
+//! its connection), costs a share too.
 //!
 //! Concurrency: the status change is conditional on the status the plan was
 //! made from. If another request (or instance) moved the order first, the
@@ -41,24 +43,16 @@ use super::handoff::Appended;
 use super::order_cache::OrderCache;
 use super::orders::{
     delivery_id_prefix, lost_race, new_event, plan_append, replay_of, subscription_pattern, AppendOutcome, EventRow,
-    Idempotency, OrderRow, Replayable, INSERT_ORDER,
+    Idempotency, OrderRow, Replayable,
 };
 use super::pg_append_reader::PgAppendReader;
-use super::pg_writer::{PgWriter, PlannedAppend, RememberedAnswer};
+use super::pg_writer::{PgWriter, PlannedAppend, PlannedOrder, RememberedAnswer};
 use super::{Store, StoreResult};
 use crate::domain::order::{guard, EventName};
 use crate::domain::time::now_ms;
 
 /// Plans made again after losing a race before the event is refused.
 const MAX_PLANS: usize = 4;
-
-const CREATE_REMEMBERED: &str = "WITH created AS (
-         INSERT INTO orders (id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency,
-                             crypto_amount, wallet_address, created_at, updated_at, expires_at, awaiting_until)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13) RETURNING id
-     )
-     INSERT INTO idempotency (scope, key, request_hash, status, body, created_at)
-     SELECT $14, $15, $16, $17, $18, $11 FROM created";
 
 pub(super) async fn create_order(
     store: &Store,
@@ -70,35 +64,12 @@ pub(super) async fn create_order(
         return Ok(replay);
     }
     let (status, body) = render(&order);
-    let query = sqlx::query(if idem.is_some() {
-        CREATE_REMEMBERED
-    } else {
-        INSERT_ORDER
-    })
-    .bind(&order.id)
-    .bind(&order.partner_id)
-    .bind(&order.email)
-    .bind(&order.direction)
-    .bind(&order.status)
-    .bind(&order.fiat_currency)
-    .bind(&order.fiat_amount)
-    .bind(&order.crypto_currency)
-    .bind(&order.crypto_amount)
-    .bind(&order.wallet_address)
-    .bind(order.created_at)
-    .bind(order.updated_at)
-    .bind(order.expires_at);
-    let query = match idem {
-        Some(idem) => query
-            .bind(&idem.scope)
-            .bind(&idem.key)
-            .bind(&idem.request_hash)
-            .bind(i64::from(status))
-            .bind(&body),
-        None => query,
+    let planned = PlannedOrder {
+        order: order.clone(),
+        remember: idem.map(|i| remembered(i, status, &body)),
     };
-    match query.execute(&store.writer).await {
-        Ok(_) => {
+    match writer(store).create(planned).await {
+        Ok(()) => {
             recent_orders(store).remember(&order);
             Ok(Replayable::Fresh((order, status, body)))
         }
@@ -163,13 +134,7 @@ pub(super) async fn append_event(
         };
         let (status, body) = render(&event, &order);
         let planned = PlannedAppend {
-            remember: idem.map(|i| RememberedAnswer {
-                idem_scope: i.scope.clone(),
-                idem_key: i.key.clone(),
-                idem_request_hash: i.request_hash.clone(),
-                answer_status: i64::from(status),
-                answer_body: body.clone(),
-            }),
+            remember: idem.map(|i| remembered(i, status, &body)),
             ..planned_append(&event, from.as_str().to_owned(), order.status.clone())
         };
         match writer(store).append(planned).await {
@@ -236,6 +201,17 @@ fn planned_append(event: &EventRow, from_statuses: String, new_status: String) -
         delivery_prefix: delivery_id_prefix(event),
         pattern: subscription_pattern(event),
         remember: None,
+    }
+}
+
+/// What a keyed write stores for its replays.
+fn remembered(idem: &Idempotency, status: u16, body: &str) -> RememberedAnswer {
+    RememberedAnswer {
+        idem_scope: idem.scope.clone(),
+        idem_key: idem.key.clone(),
+        idem_request_hash: idem.request_hash.clone(),
+        answer_status: i64::from(status),
+        answer_body: body.to_owned(),
     }
 }
 

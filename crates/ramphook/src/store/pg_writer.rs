@@ -1,7 +1,7 @@
 //! PostgreSQL's writes on the hot path, grouped: one task per instance
-//! takes every planned event append waiting, and the dispatcher's latest
-//! batch of attempt results, and writes them with one statement and one
-//! commit. Much of PostgreSQL's time per delivery went to statements and
+//! takes every planned event append and new order waiting, and the
+//! dispatcher's latest batch of attempt results, and writes them with one
+//! statement and one commit. Much of PostgreSQL's time per delivery went to statements and
 //! commits (executor start, a WAL flush with its `fdatasync`, a round
 //! trip), not to the rows: in groups of about a dozen, an append took
 //! 0.11 ms of execution instead of 0.20 ms, and twelve shared one commit;
@@ -14,8 +14,8 @@
 //! status change is decided alone; another append to the same order waits
 //! for the next group. If the statement fails (another instance stored the
 //! same `Idempotency-Key` first, say), the results are written again alone,
-//! and every append of it alone, so that each gets its own answer and one
-//! bad append never refuses others.
+//! and every append and new order of it alone, so that each gets its own
+//! answer and one bad write never refuses others.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -26,10 +26,11 @@ use tokio::sync::{mpsc, oneshot};
 use super::deliveries::TargetRow;
 use super::deliveries_postgres::RecordPlan;
 use super::handoff::{Appended, Handoff, Offer};
+use super::orders::OrderRow;
 use super::sticky_connection::StickyConnection;
 
-/// Appends written by one statement at most (each is a few hundred bytes of
-/// JSON; PostgreSQL takes far more).
+/// Appends (and, apart, new orders) written by one statement at most (each
+/// is a few hundred bytes of JSON; PostgreSQL takes far more).
 const MAX_GROUP: usize = 128;
 
 /// One event append: what the statement writes if the order's status is
@@ -69,7 +70,16 @@ pub(super) struct PlannedAppend {
     pub remember: Option<RememberedAnswer>,
 }
 
-/// What an append with an `Idempotency-Key` stores for replays.
+/// A new order, and the answer to remember under its `Idempotency-Key`.
+#[derive(Debug, Clone, Serialize)]
+pub(super) struct PlannedOrder {
+    #[serde(flatten)]
+    pub order: OrderRow,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    pub remember: Option<RememberedAnswer>,
+}
+
+/// What a write with an `Idempotency-Key` stores for replays.
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct RememberedAnswer {
     pub idem_scope: String,
@@ -89,7 +99,10 @@ pub(super) struct RememberedAnswer {
 /// appears once in `$4` (see `deliveries_postgres::rounds`): a second
 /// input row for it would update it once and hide the other attempt.
 ///
-/// Then the appends: the orders' guarded status changes, their events, one
+/// Then the new orders (`$7`: each awaiting payment until it expires, its
+/// key's answer remembered with the appends' below; an append of the group
+/// is never to one of them, whose id is given out only once written), and
+/// the appends: the orders' guarded status changes, their events, one
 /// delivery per subscribed endpoint (in the group's order, then the
 /// endpoints'), and the idempotency records. Answers the ids of the orders
 /// that moved (the others were moved by someone else meanwhile), each with
@@ -144,6 +157,18 @@ const WRITE_GROUP: &str = "WITH input AS (
      ), failing AS (
          UPDATE endpoints e SET failing_since = CAST($6 AS bigint)
          FROM health h WHERE e.id = h.endpoint_id AND NOT h.healthy AND e.failing_since IS NULL
+     ), new_orders AS (
+         SELECT * FROM json_to_recordset(CAST($7 AS json)) AS c(
+             n bigint, id text, partner_id text, email text, direction text, status text, fiat_currency text,
+             fiat_amount text, crypto_currency text, crypto_amount text, wallet_address text, created_at bigint,
+             updated_at bigint, expires_at bigint, idem_scope text, idem_key text, idem_request_hash text,
+             answer_status bigint, answer_body text)
+     ), created AS (
+         INSERT INTO orders (id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency,
+                             crypto_amount, wallet_address, created_at, updated_at, expires_at, awaiting_until)
+         SELECT id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency, crypto_amount,
+                wallet_address, created_at, updated_at, expires_at, expires_at
+         FROM new_orders ORDER BY n
      ), moved AS (
          UPDATE orders o SET status = i.new_status, updated_at = i.at, awaiting_until = NULL
          FROM input i
@@ -177,6 +202,9 @@ const WRITE_GROUP: &str = "WITH input AS (
          INSERT INTO idempotency (scope, key, request_hash, status, body, created_at)
          SELECT idem_scope, idem_key, idem_request_hash, answer_status, answer_body, at
          FROM appended WHERE idem_scope IS NOT NULL
+         UNION ALL
+         SELECT idem_scope, idem_key, idem_request_hash, answer_status, answer_body, created_at
+         FROM new_orders WHERE idem_scope IS NOT NULL
      )
      SELECT m.id, f.id, f.event_id, f.event_name, f.time_stamp, f.endpoint_id,
             t.url, t.secret, t.previous_secret, t.previous_secret_expires_at, m.row
@@ -219,12 +247,18 @@ pub(super) type AppendAnswer = Result<Option<Moved>, sqlx::Error>;
 #[allow(clippy::large_enum_variant)]
 enum Job {
     Append(AppendJob),
+    Create(CreateJob),
     Record(RecordJob),
 }
 
 struct AppendJob {
     planned: PlannedAppend,
     answer: oneshot::Sender<AppendAnswer>,
+}
+
+struct CreateJob {
+    planned: PlannedOrder,
+    answer: oneshot::Sender<Result<(), sqlx::Error>>,
 }
 
 struct RecordJob {
@@ -254,6 +288,15 @@ impl PgWriter {
         answered.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 
+    /// Writes a new order with whatever else is waiting.
+    pub async fn create(&self, planned: PlannedOrder) -> Result<(), sqlx::Error> {
+        let (answer, answered) = oneshot::channel();
+        self.jobs
+            .send(Job::Create(CreateJob { planned, answer }))
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        answered.await.map_err(|_| sqlx::Error::PoolClosed)?
+    }
+
     /// Records a batch of attempt results with whatever else is waiting.
     pub async fn record(&self, plan: RecordPlan) -> Result<(), sqlx::Error> {
         let (answer, answered) = oneshot::channel();
@@ -264,31 +307,86 @@ impl PgWriter {
     }
 }
 
+/// The jobs waiting for the writer, by kind.
+#[derive(Default)]
+struct Waiting {
+    appends: VecDeque<AppendJob>,
+    creates: VecDeque<CreateJob>,
+    records: VecDeque<RecordJob>,
+}
+
+impl Waiting {
+    fn is_empty(&self) -> bool {
+        self.appends.is_empty() && self.creates.is_empty() && self.records.is_empty()
+    }
+
+    fn file(&mut self, job: Job) {
+        match job {
+            Job::Append(job) => self.appends.push_back(job),
+            Job::Create(job) => self.creates.push_back(job),
+            Job::Record(job) => self.records.push_back(job),
+        }
+    }
+}
+
 async fn run(connection: Arc<StickyConnection>, mut queue: mpsc::UnboundedReceiver<Job>, handoff: Arc<Handoff>) {
-    let mut appends: VecDeque<AppendJob> = VecDeque::new();
-    let mut records: VecDeque<RecordJob> = VecDeque::new();
+    let mut waiting = Waiting::default();
     loop {
-        if appends.is_empty() && records.is_empty() {
+        if waiting.is_empty() {
             match queue.recv().await {
-                Some(job) => file(job, &mut appends, &mut records),
+                Some(job) => waiting.file(job),
                 None => return,
             }
         }
         while let Ok(job) = queue.try_recv() {
-            file(job, &mut appends, &mut records);
+            waiting.file(job);
         }
-        let group = take_group(&mut appends);
-        let record = records.pop_front();
+        let group = Group {
+            appends: take_group(&mut waiting.appends),
+            creates: take_creates(&mut waiting.creates),
+        };
+        let record = waiting.records.pop_front();
         write(&connection, group, record, handoff.offer()).await;
     }
 }
 
-/// Puts a job in its queue: appends, or batches of results.
-fn file(job: Job, appends: &mut VecDeque<AppendJob>, records: &mut VecDeque<RecordJob>) {
-    match job {
-        Job::Append(job) => appends.push_back(job),
-        Job::Record(job) => records.push_back(job),
+/// The writes of one statement besides attempt results.
+struct Group {
+    appends: Vec<AppendJob>,
+    creates: Vec<CreateJob>,
+}
+
+impl Group {
+    fn is_empty(&self) -> bool {
+        self.appends.is_empty() && self.creates.is_empty()
     }
+
+    fn len(&self) -> usize {
+        self.appends.len() + self.creates.len()
+    }
+
+    fn planned(&self) -> (Vec<&PlannedAppend>, Vec<&PlannedOrder>) {
+        (
+            self.appends.iter().map(|job| &job.planned).collect(),
+            self.creates.iter().map(|job| &job.planned).collect(),
+        )
+    }
+
+    /// Answers every write of the group: it was made.
+    fn written(self, mut moved: HashMap<String, Moved>) {
+        for job in self.appends {
+            let _ = job.answer.send(Ok(moved.remove(&job.planned.order_id)));
+        }
+        for job in self.creates {
+            let _ = job.answer.send(Ok(()));
+        }
+    }
+}
+
+/// The oldest waiting new orders, at most `MAX_GROUP`.
+fn take_creates(waiting: &mut VecDeque<CreateJob>) -> Vec<CreateJob> {
+    let count = waiting.len().min(MAX_GROUP);
+    waiting.drain(..count).collect()
 }
 
 /// The oldest waiting appends, at most `MAX_GROUP` and one per order; the
@@ -335,27 +433,27 @@ impl RecordPlan {
     }
 }
 
-/// Writes a group of appends and a batch of results: the batch's first
-/// round rides in the group's statement (the rest, rare, follow alone).
-async fn write(connection: &StickyConnection, group: Vec<AppendJob>, record: Option<RecordJob>, offer: Option<Offer>) {
+/// Writes a group of appends and new orders and a batch of results: the
+/// batch's first round rides in the group's statement (the rest, rare,
+/// follow alone).
+async fn write(connection: &StickyConnection, group: Group, record: Option<RecordJob>, offer: Option<Offer>) {
     let Some(record) = record else {
-        return write_appends(connection, group, offer.as_ref()).await;
+        return write_group(connection, group, offer.as_ref()).await;
     };
     if group.is_empty() {
         let _ = record.answer.send(write_rounds(connection, &record.plan, 0).await);
         return;
     }
-    let planned: Vec<&PlannedAppend> = group.iter().map(|job| &job.planned).collect();
-    match run_statement(connection, &planned, record.plan.round(0), offer.as_ref()).await {
-        Ok(mut moved) => {
-            for job in group {
-                let _ = job.answer.send(Ok(moved.remove(&job.planned.order_id)));
-            }
+    let (appends, creates) = group.planned();
+    let written = run_statement(connection, &appends, &creates, record.plan.round(0), offer.as_ref()).await;
+    match written {
+        Ok(moved) => {
+            group.written(moved);
             let _ = record.answer.send(write_rounds(connection, &record.plan, 1).await);
         }
         Err(_) => {
             let _ = record.answer.send(write_rounds(connection, &record.plan, 0).await);
-            write_appends(connection, group, offer.as_ref()).await;
+            write_group(connection, group, offer.as_ref()).await;
         }
     }
 }
@@ -363,64 +461,80 @@ async fn write(connection: &StickyConnection, group: Vec<AppendJob>, record: Opt
 /// Writes rounds `from..` of a batch of results alone.
 async fn write_rounds(connection: &StickyConnection, plan: &RecordPlan, from: usize) -> Result<(), sqlx::Error> {
     for k in from..plan.rounds.len() {
-        run_statement(connection, &[], plan.round(k), None).await?;
+        run_statement(connection, &[], &[], plan.round(k), None).await?;
     }
     Ok(())
 }
 
-/// Writes a group of appends; if its statement fails, each again alone.
-async fn write_appends(connection: &StickyConnection, group: Vec<AppendJob>, offer: Option<&Offer>) {
-    let planned: Vec<&PlannedAppend> = group.iter().map(|job| &job.planned).collect();
-    match run_statement(connection, &planned, Outcomes::NONE, offer).await {
-        Ok(mut moved) => {
-            for job in group {
-                let _ = job.answer.send(Ok(moved.remove(&job.planned.order_id)));
+/// Writes a group of appends and new orders; if its statement fails, each
+/// again alone.
+async fn write_group(connection: &StickyConnection, group: Group, offer: Option<&Offer>) {
+    if group.is_empty() {
+        return;
+    }
+    let (appends, creates) = group.planned();
+    let written = run_statement(connection, &appends, &creates, Outcomes::NONE, offer).await;
+    match written {
+        Ok(moved) => group.written(moved),
+        Err(err) if group.len() == 1 => {
+            if let Some(job) = group.appends.into_iter().next() {
+                let _ = job.answer.send(Err(err));
+            } else if let Some(job) = group.creates.into_iter().next() {
+                let _ = job.answer.send(Err(err));
             }
         }
-        Err(err) if group.len() == 1 => {
-            let job = group.into_iter().next().expect("a group of one");
-            let _ = job.answer.send(Err(err));
-        }
         Err(_) => {
-            for job in group {
-                let alone = run_statement(connection, &[&job.planned], Outcomes::NONE, offer)
+            for job in group.appends {
+                let alone = run_statement(connection, &[&job.planned], &[], Outcomes::NONE, offer)
                     .await
                     .map(|mut moved| moved.remove(&job.planned.order_id));
                 let _ = job.answer.send(alone);
+            }
+            for job in group.creates {
+                let alone = run_statement(connection, &[], &[&job.planned], Outcomes::NONE, None).await;
+                let _ = job.answer.send(alone.map(|_| ()));
             }
         }
     }
 }
 
-/// A row of the statement's input: an append and its place in the group.
+/// A row of the statement's input: a write and its place in the group.
 #[derive(Serialize)]
-struct InputRow<'a> {
+struct InputRow<'a, T> {
     n: usize,
     #[serde(flatten)]
-    planned: &'a PlannedAppend,
+    planned: &'a T,
+}
+
+/// A group's writes of one kind as the statement's JSON input.
+fn input<T: Serialize>(planned: &[&T]) -> Result<String, sqlx::Error> {
+    let rows: Vec<InputRow<T>> = planned
+        .iter()
+        .enumerate()
+        .map(|(n, &planned)| InputRow { n, planned })
+        .collect();
+    serde_json::to_string(&rows).map_err(|err| sqlx::Error::Encode(Box::new(err)))
 }
 
 /// Runs the group statement; answers, per order that moved, its deliveries.
 async fn run_statement(
     connection: &StickyConnection,
-    planned: &[&PlannedAppend],
+    appends: &[&PlannedAppend],
+    creates: &[&PlannedOrder],
     outcomes: Outcomes<'_>,
     offer: Option<&Offer>,
 ) -> Result<HashMap<String, Moved>, sqlx::Error> {
-    let rows: Vec<InputRow> = planned
-        .iter()
-        .enumerate()
-        .map(|(n, planned)| InputRow { n, planned })
-        .collect();
-    let input = serde_json::to_string(&rows).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+    let appends = input(appends)?;
+    let creates = input(creates)?;
     let mut kept = connection.get().await?;
     let answer: Result<Vec<AnswerRow>, _> = sqlx::query_as(WRITE_GROUP)
-        .bind(input)
+        .bind(appends)
         .bind(offer.map(|offer| offer.lease_ms))
         .bind(offer.map_or("[]", |offer| &*offer.skip))
         .bind(outcomes.rows)
         .bind(outcomes.health)
         .bind(outcomes.now)
+        .bind(creates)
         .fetch_all(&mut *kept)
         .await;
     drop(kept);

@@ -3,7 +3,8 @@
 //! finishes no longer holds back the next delivery of its order (which is
 //! leased and handed over at once); one it schedules for a retry still does.
 //! When the statement fails for one append, the results riding with it are
-//! still recorded and the other appends still made.
+//! still recorded and the other appends still made. New orders are written
+//! in the same statements, and one that fails fails alone.
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -194,6 +195,48 @@ async fn a_group_that_fails_for_one_append_still_records_its_results_and_makes_t
     orders.sort();
     let one_of_x_and_y = if orders.contains(&x.as_str()) { &x } else { &y };
     assert_eq!(orders, sorted(&[&sent, one_of_x_and_y, &stalled]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn new_orders_queued_with_appends_are_written_and_a_bad_one_fails_alone() {
+    let Some(db) = Db::postgres().await else { return };
+    let store = db.open().await;
+    let p = partner(&store).await;
+    endpoint(&store, &p, None).await;
+    let (paid, stalled) = (order(&store, &p).await, order(&store, &p).await);
+    let stall = StalledWriter::new(&db, &store, &stalled).await;
+
+    // Behind the stalled writer: two new orders, one of a partner that does
+    // not exist (its foreign key fails the statement), and an append.
+    let create = |partner: &str| store.create_order(new_order(partner, HOUR_MS), None, |order| (201, order.id.clone()));
+    let mut first = pin!(create(&p));
+    let mut orphan = pin!(create("ptn_nobody"));
+    let mut second = pin!(create(&p));
+    let mut payment = pin!(append(&store, &paid, EventName::PaymentReceived));
+    poll_fn(|cx| {
+        assert!(first.as_mut().poll(cx).is_pending());
+        assert!(orphan.as_mut().poll(cx).is_pending());
+        assert!(second.as_mut().poll(cx).is_pending());
+        assert!(payment.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    stall.release().await;
+    let (first, orphan, second, payment) = tokio::join!(first, orphan, second, payment);
+
+    assert!(orphan.is_err(), "an order of no partner was written");
+    assert!(matches!(payment, AppendOutcome::Appended { .. }));
+    for made in [first, second] {
+        let (order, status, body) = fresh(made.unwrap());
+        assert_eq!((status, &body), (201, &order.id));
+        let (stored, events) = store.get_order(&order.id).await.unwrap().expect("written");
+        assert_eq!((stored.status.as_str(), events.len()), ("awaiting_payment", 0));
+    }
+    let (_, events) = store.get_order(&paid).await.unwrap().unwrap();
+    assert_eq!(events.len(), 1);
+    // Each awaits payment until it expires: past that, the two new ones
+    // (the others are paid) expire.
+    assert_eq!(store.expire_due(now_ms() + 2 * HOUR_MS, 100).await.unwrap(), 2);
 }
 
 /// Waits (at most 10 s) until a backend of the database waits for a lock.
