@@ -69,6 +69,23 @@ impl Rate {
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
+pub struct WarmupCpu {
+    pub server_ms_per_1000_orders: f64,
+    pub database_ms_per_1000_orders: Option<f64>,
+}
+
+impl WarmupCpu {
+    /// From the CPU seconds `orders` took.
+    pub fn new(orders: u64, server_seconds: f64, database_seconds: Option<f64>) -> Option<Self> {
+        let per_1000 = |seconds: f64| round3(seconds * 1000.0 / (orders as f64 / 1000.0));
+        (orders > 0).then(|| Self {
+            server_ms_per_1000_orders: per_1000(server_seconds),
+            database_ms_per_1000_orders: database_seconds.map(per_1000),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
 pub struct ServerUse {
     pub cpu_seconds: f64,
     pub cpu_ms_per_1000_deliveries: Option<f64>,
@@ -109,6 +126,9 @@ pub struct Results {
     pub config: BTreeMap<String, Value>,
     /// Orders created before the measured phase.
     pub warmup_orders: Option<Rate>,
+    /// What creating them cost: CPU per 1,000 orders, the server's and
+    /// (PostgreSQL on this machine) the database's.
+    pub warmup_cpu: Option<WarmupCpu>,
     /// Events the API accepted (`201`) during the measured phase.
     pub ingest: Option<Rate>,
     pub ingest_errors: u64,
@@ -210,6 +230,19 @@ pub fn render_table(r: &Results) -> String {
             format!("{} in {:.2} s = {:.1}/s", w.count, w.seconds, w.per_sec),
         );
     }
+    if let Some(c) = &r.warmup_cpu {
+        let database = c
+            .database_ms_per_1000_orders
+            .map(|ms| format!(", database {ms:.0} ms"))
+            .unwrap_or_default();
+        row(
+            "warm-up CPU",
+            format!(
+                "server {:.0} ms{database} per 1,000 orders",
+                c.server_ms_per_1000_orders
+            ),
+        );
+    }
     if let Some(i) = &r.ingest {
         row(
             "API ingest (events accepted)",
@@ -309,6 +342,24 @@ mod tests {
         assert_eq!(Rate::new(500, 2.0).per_sec, 250.0);
         assert_eq!(Rate::new(5, 0.0).per_sec, 0.0);
         assert_eq!(Rate::new(1, 3.0).per_sec, 0.333);
+    }
+
+    #[test]
+    fn warmup_cpu_is_per_thousand_orders() {
+        let cpu = WarmupCpu::new(2000, 0.1, Some(0.25)).unwrap();
+        assert_eq!(
+            (cpu.server_ms_per_1000_orders, cpu.database_ms_per_1000_orders),
+            (50.0, Some(125.0))
+        );
+        assert!(WarmupCpu::new(0, 0.1, None).is_none());
+        let table = render_table(&Results {
+            warmup_cpu: Some(cpu),
+            ..Results::default()
+        });
+        assert!(
+            table.contains("server 50 ms, database 125 ms per 1,000 orders"),
+            "{table}"
+        );
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::api::Api;
 use crate::driver::{self, DriveOptions};
 use crate::metrics::{LatencySummary, Tracker};
 use crate::receiver::{Behaviour, Mode, Receiver};
-use crate::report::{self, Machine, Rate, Results, ServerUse};
+use crate::report::{self, Machine, Rate, Results, ServerUse, WarmupCpu};
 use crate::server::{find_server_bin, ProcSample, Server, SpawnOptions};
 use crate::{Args, Db, Scenario};
 
@@ -249,9 +249,14 @@ async fn load(args: &Args) -> Result<Results, String> {
         .unwrap_or_else(|| default_orders(args.events, args.rate, args.duration, steps));
     let warmup = bar(order_count, "orders");
     let warmup_start = Instant::now();
+    let (server_before, database_before) = (target.server.sample(), database_cpu(args));
     let orders = driver::create_orders(&api, &partners, order_count, args.concurrency, &warmup).await?;
     warmup.finish();
     results.warmup_orders = Some(Rate::new(orders.len() as u64, warmup_start.elapsed().as_secs_f64()));
+    if let (Some(before), Some(after)) = (server_before, target.server.sample()) {
+        let database = database_before.zip(database_cpu(args)).map(|(b, a)| a - b);
+        results.warmup_cpu = WarmupCpu::new(orders.len() as u64, after.cpu_seconds - before.cpu_seconds, database);
+    }
 
     let before = target.server.sample();
     let database_before = database_cpu(args);
