@@ -1,14 +1,15 @@
 //! PostgreSQL's writes on the hot path, grouped: one task per instance
 //! takes every planned event append and new order waiting, and the
 //! dispatcher's latest batch of attempt results, and writes them with one
-//! statement and one commit. Much of PostgreSQL's time per delivery went to statements and
-//! commits (executor start, a WAL flush with its `fdatasync`, a round
-//! trip), not to the rows: in groups of about a dozen, an append took
-//! 0.11 ms of execution instead of 0.20 ms, and twelve shared one commit;
-//! outcomes, recorded on a connection of their own, paid a statement and
-//! a commit of their own as well (docs/PERFORMANCE.md).
+//! statement and one commit. Much of PostgreSQL's time per delivery went
+//! to statements and commits (executor start, a WAL flush with its
+//! `fdatasync`, a round trip), not to the rows: in groups of about a
+//! dozen, an append took 0.11 ms of execution instead of 0.20 ms, and
+//! twelve shared one commit; outcomes, recorded on a connection of their
+//! own, paid a statement and a commit of their own as well, and so did
+//! each new order (docs/PERFORMANCE.md).
 //!
-//! The appends and the results travel as JSON arrays (`json_to_recordset`):
+//! The appends, new orders and results travel as JSON arrays (`json_to_recordset`):
 //! sqlx's `Any` driver, which the store speaks, cannot bind arrays. A
 //! group holds at most one append per order, so each order's guarded
 //! status change is decided alone; another append to the same order waits
