@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{Backend, Receiver, TestServer};
+use crate::common::{wait_until, Backend, Receiver, TestServer};
 
 on_both_backends!(
     an_on_ramp_order_walks_the_whole_state_machine,
@@ -13,6 +13,7 @@ on_both_backends!(
     bad_orders_are_refused,
     idempotency_keys_replay_the_first_answer_and_refuse_other_bodies,
     unpaid_orders_expire_on_their_own_and_are_announced,
+    events_after_a_restart_answer_the_order_as_stored_and_are_judged_as_before,
 );
 
 async fn an_on_ramp_order_walks_the_whole_state_machine(backend: Backend) {
@@ -146,6 +147,98 @@ async fn refused_events_name_what_is_allowed_and_write_nothing(backend: Backend)
         server.deliveries(&pid, "").await.len(),
         1,
         "only the accepted event was queued"
+    );
+}
+
+/// After a restart the server keeps no order in memory: on PostgreSQL an
+/// event without a key is then written without reading its order first,
+/// and its answer's order comes back from the write. That answer must be
+/// the order as stored, and refusals must be the state machine's, with
+/// nothing written.
+async fn events_after_a_restart_answer_the_order_as_stored_and_are_judged_as_before(backend: Backend) {
+    let mut server = TestServer::start(backend).await;
+    let receiver = Receiver::ok().await;
+    let (pid, _) = server.partner().await;
+    server.endpoint(&pid, &receiver.url(), "partner-secret-0001").await;
+    let (status, created) = server
+        .admin(
+            "POST",
+            "/v1/orders",
+            Some(
+                json!({"partnerId": pid, "email": "bob@example.com", "direction": "on_ramp",
+                        "fiatCurrency": "EUR", "fiatAmount": "42.00", "cryptoCurrency": "ETH",
+                        "cryptoAmount": "0.013", "walletAddress": "0x52908400098527886E0F7030069857D2E4169EE7"}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let on = created["id"].as_str().unwrap().to_owned();
+    let off = server.order(&pid, "off_ramp").await;
+    server.event(&off, "payment_received").await;
+    receiver.wait_for(1, Duration::from_secs(5)).await;
+
+    server.kill().await;
+    server.launch().await;
+
+    let (code, body) = server
+        .admin(
+            "POST",
+            &format!("/v1/orders/{on}/events"),
+            Some(json!({"eventName": "payment_received"})),
+        )
+        .await;
+    assert_eq!(code, 201, "{body}");
+    let answered = &body["order"];
+    for field in [
+        "id",
+        "partnerId",
+        "email",
+        "direction",
+        "fiatCurrency",
+        "fiatAmount",
+        "cryptoCurrency",
+        "cryptoAmount",
+        "walletAddress",
+        "createdAt",
+        "expiresAt",
+    ] {
+        assert_eq!(answered[field], created[field], "{field}: {body}");
+    }
+    assert_eq!(answered["status"], "paid");
+    assert_eq!(answered["updatedAt"], body["event"]["timeStamp"]);
+    let (_, stored) = server.admin("GET", &format!("/v1/orders/{on}"), None).await;
+    assert_eq!(
+        (&stored["status"], &stored["updatedAt"]),
+        (&answered["status"], &answered["updatedAt"])
+    );
+    // Its webhook arrives (the one before the kill may arrive again: at
+    // least once).
+    let event_id = body["event"]["id"].as_str().unwrap();
+    wait_until(Duration::from_secs(10), "the new event's webhook", || async {
+        receiver.received().iter().any(|r| r.webhook_id() == event_id)
+    })
+    .await;
+
+    // An off-ramp's paid is final; crypto_tx_sent leaves "paid" on on-ramps only.
+    let (code, problem) = server
+        .admin(
+            "POST",
+            &format!("/v1/orders/{off}/events"),
+            Some(json!({"eventName": "crypto_tx_sent"})),
+        )
+        .await;
+    assert_eq!(
+        (code, problem["code"].as_str()),
+        (409, Some("invalid_transition")),
+        "{problem}"
+    );
+    let (_, full) = server.admin("GET", &format!("/v1/orders/{off}"), None).await;
+    assert_eq!(full["events"].as_array().map(Vec::len), Some(1), "{full}");
+    assert_eq!(full["status"], "paid");
+    assert_eq!(
+        server.deliveries(&pid, "").await.len(),
+        2,
+        "only the accepted events were queued"
     );
 }
 
