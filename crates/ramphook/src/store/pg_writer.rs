@@ -282,28 +282,26 @@ impl PgWriter {
 
     /// Writes `planned` with whatever else is waiting.
     pub async fn append(&self, planned: PlannedAppend) -> AppendAnswer {
-        let (answer, answered) = oneshot::channel();
-        self.jobs
-            .send(Job::Append(AppendJob { planned, answer }))
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        answered.await.map_err(|_| sqlx::Error::PoolClosed)?
+        self.ask(|answer| Job::Append(AppendJob { planned, answer })).await
     }
 
     /// Writes a new order with whatever else is waiting.
     pub async fn create(&self, planned: PlannedOrder) -> Result<(), sqlx::Error> {
-        let (answer, answered) = oneshot::channel();
-        self.jobs
-            .send(Job::Create(CreateJob { planned, answer }))
-            .map_err(|_| sqlx::Error::PoolClosed)?;
-        answered.await.map_err(|_| sqlx::Error::PoolClosed)?
+        self.ask(|answer| Job::Create(CreateJob { planned, answer })).await
     }
 
     /// Records a batch of attempt results with whatever else is waiting.
     pub async fn record(&self, plan: RecordPlan) -> Result<(), sqlx::Error> {
+        self.ask(|answer| Job::Record(RecordJob { plan, answer })).await
+    }
+
+    /// Queues the job `make` builds around its answer's sender; its answer.
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, sqlx::Error>>) -> Job,
+    ) -> Result<T, sqlx::Error> {
         let (answer, answered) = oneshot::channel();
-        self.jobs
-            .send(Job::Record(RecordJob { plan, answer }))
-            .map_err(|_| sqlx::Error::PoolClosed)?;
+        self.jobs.send(make(answer)).map_err(|_| sqlx::Error::PoolClosed)?;
         answered.await.map_err(|_| sqlx::Error::PoolClosed)?
     }
 }
