@@ -375,7 +375,7 @@ impl Dispatcher {
             };
             return (self.result(delivery, at, gone, "failed", at), false);
         };
-        let secrets: Vec<&str> = target.secrets.iter().map(String::as_str).collect();
+        let secrets: Vec<&str> = target.secrets.iter().map(|secret| &**secret).collect();
         let outcome = self
             .sender
             .send(&Webhook {

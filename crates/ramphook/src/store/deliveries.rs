@@ -2,6 +2,8 @@
 //! lease, record attempt results and endpoint health in batches), from the
 //! API (list, show, retry, test, recover) and from retention (purge).
 
+use std::sync::Arc;
+
 use super::handoff::Appended;
 use super::{placeholders, Backend, Page, Store, StoreResult};
 use crate::domain::time::now_ms;
@@ -44,7 +46,7 @@ pub struct ClaimedDelivery {
     pub attempts: i64,
     pub endpoint_id: String,
     /// `None` when the endpoint is gone or disabled.
-    pub target: Option<Target>,
+    pub target: Option<Arc<Target>>,
 }
 
 #[derive(sqlx::FromRow)]
@@ -61,7 +63,7 @@ pub(super) struct TargetRow {
 pub struct Target {
     pub url: String,
     /// Newest first; the previous secret is here only while it is still valid.
-    pub secrets: Vec<String>,
+    pub secrets: Vec<Arc<str>>,
 }
 
 /// What one attempt came to, and what the delivery becomes.
@@ -341,13 +343,13 @@ impl Store {
             if targets.iter().any(|(id, _)| *id == e.id) {
                 continue;
             }
-            let mut secrets = vec![self.open_in("endpoints", "secret", &e.id, &e.secret)?];
+            let mut secrets = vec![self.open_endpoint_secret("secret", &e.id, &e.secret)?];
             if let (Some(previous), Some(until)) = (&e.previous_secret, e.previous_secret_expires_at) {
                 if until > now {
-                    secrets.push(self.open_in("endpoints", "previous_secret", &e.id, previous)?);
+                    secrets.push(self.open_endpoint_secret("previous_secret", &e.id, previous)?);
                 }
             }
-            targets.push((e.id, Target { url: e.url, secrets }));
+            targets.push((e.id, Arc::new(Target { url: e.url, secrets })));
         }
         let target_of = |endpoint_id: &str| targets.iter().find(|(id, _)| id == endpoint_id).map(|(_, t)| t.clone());
         Ok(claimed

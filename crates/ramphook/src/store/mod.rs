@@ -18,6 +18,7 @@ mod deliveries_postgres;
 mod deliveries_sqlite;
 mod endpoints;
 mod handoff;
+mod opened_secrets;
 mod order_cache;
 mod orders;
 mod orders_postgres;
@@ -40,11 +41,11 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::AnyPool;
-use sqlx::{Any, Executor};
+use sqlx::{Any, AnyPool, Executor, PgPool};
 use tokio::sync::Notify;
 
 use crate::secrets::Sealer;
+use opened_secrets::OpenedSecrets;
 use order_cache::OrderCache;
 use pg_append_reader::PgAppendReader;
 use pg_writer::PgWriter;
@@ -142,6 +143,9 @@ fn placeholders(start: usize, count: usize) -> String {
         .join(", ")
 }
 
+/// PostgreSQL: the connections the writer and the append reader keep.
+const KEPT_CONNECTIONS: u32 = 2;
+
 #[derive(Debug, Clone, Copy)]
 pub struct PoolSettings {
     /// Connections to PostgreSQL per instance (SQLite: one writer, four readers).
@@ -184,6 +188,8 @@ pub struct Store {
     /// keep (given back when the store closes).
     pg_writer_connection: Option<Arc<StickyConnection>>,
     pg_append_reader_connection: Option<Arc<StickyConnection>>,
+    /// PostgreSQL only: the pool those two connections come from.
+    pg_kept_pool: Option<PgPool>,
     /// PostgreSQL only: orders as this instance last wrote them, which its
     /// appends plan from instead of reading the order first.
     recent_orders: Option<Arc<OrderCache>>,
@@ -195,6 +201,8 @@ pub struct Store {
     /// Seals secrets on the way in and opens them on the way out, so the
     /// rest of the code sees plaintext and the database never does.
     sealer: Sealer,
+    /// Endpoint secrets opened for signing deliveries.
+    opened_secrets: Arc<OpenedSecrets>,
     /// Deliveries leased by their append for this instance's dispatcher.
     handoff: Arc<Handoff>,
 }
@@ -261,10 +269,12 @@ impl Store {
             pg_writer_connection: None,
             pg_append_reader: None,
             pg_append_reader_connection: None,
+            pg_kept_pool: None,
             recent_orders: None,
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
             sealer,
+            opened_secrets: Arc::default(),
             handoff,
         })
     }
@@ -275,7 +285,7 @@ impl Store {
         let native = PgPoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         sqlx::migrate!("./migrations/postgres")
             .run(&native)
@@ -286,10 +296,18 @@ impl Store {
         // the pool unless told not to: that doubled the round trips of every
         // statement. A connection that broke meanwhile fails its statement
         // instead (503 for that request) and is dropped from the pool.
-        // Two connections are kept, by the writer and the append reader;
-        // requests and the dispatcher need at least two more.
+        // Two connections are kept, by the writer and the append reader
+        // (`sticky_connection.rs`: the native driver, in a pool of their
+        // own); requests and the dispatcher need at least three more.
+        let total = settings.max_connections.max(5);
+        let kept_pool = PgPoolOptions::new()
+            .max_connections(KEPT_CONNECTIONS)
+            .acquire_timeout(settings.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await?;
         let pool = AnyPoolOptions::new()
-            .max_connections(settings.max_connections.max(5))
+            .max_connections(total - KEPT_CONNECTIONS)
             .acquire_timeout(settings.acquire_timeout)
             .test_before_acquire(false)
             .connect(url)
@@ -298,9 +316,9 @@ impl Store {
         let instance_id = new_instance_id();
         tokio::spawn(announce_new_work(pool.clone(), pg_wake.clone(), instance_id.clone()));
         let handoff = Arc::new(Handoff::default());
-        let pg_writer_connection = Arc::new(StickyConnection::new(pool.clone()));
+        let pg_writer_connection = Arc::new(StickyConnection::new(kept_pool.clone()));
         let pg_writer = PgWriter::start(pg_writer_connection.clone(), handoff.clone());
-        let pg_append_reader_connection = Arc::new(StickyConnection::new(pool.clone()));
+        let pg_append_reader_connection = Arc::new(StickyConnection::new(kept_pool.clone()));
         let pg_append_reader = PgAppendReader::start(pg_append_reader_connection.clone());
         Ok(Self {
             backend: Backend::Postgres,
@@ -313,10 +331,12 @@ impl Store {
             pg_writer_connection: Some(pg_writer_connection),
             pg_append_reader: Some(pg_append_reader),
             pg_append_reader_connection: Some(pg_append_reader_connection),
+            pg_kept_pool: Some(kept_pool),
             recent_orders: Some(Arc::new(OrderCache::new())),
             partners: Arc::new(ReadCache::new(Duration::MAX)),
             validation_configs: Arc::new(ReadCache::new(VALIDATION_CONFIG_FRESH_FOR)),
             sealer,
+            opened_secrets: Arc::default(),
             handoff,
         })
     }
@@ -367,6 +387,9 @@ impl Store {
             .flatten()
         {
             kept.give_back().await;
+        }
+        if let Some(kept_pool) = &self.pg_kept_pool {
+            kept_pool.close().await;
         }
         self.writer.close().await;
         self.reader.close().await;

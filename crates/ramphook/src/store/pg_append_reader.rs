@@ -150,7 +150,7 @@ async fn fetch<I: Serialize + ?Sized, T>(
     input: &I,
 ) -> Result<Vec<T>, sqlx::Error>
 where
-    T: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow> + Send + Unpin,
 {
     let input = serde_json::to_string(input).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
     let mut kept = connection.get().await?;

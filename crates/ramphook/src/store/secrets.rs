@@ -3,6 +3,8 @@
 //! seals values an older version left in clear, and re-keying — each a
 //! single transaction, so a failure leaves every value as it was.
 
+use std::sync::Arc;
+
 use super::{Store, StoreError, StoreResult};
 use crate::secrets::{OpenError, Sealer};
 
@@ -49,6 +51,17 @@ impl Store {
         self.sealer
             .open(&context(table, column, key), stored)
             .map_err(|e| StoreError::Other(format!("{table}.{column} of {key}: {e}")))
+    }
+
+    /// Opens the sealed `stored` value of `column` of endpoint `id`, once
+    /// for each sealed value (`opened_secrets.rs`).
+    pub(super) fn open_endpoint_secret(&self, column: &'static str, id: &str, stored: &str) -> StoreResult<Arc<str>> {
+        if let Some(plain) = self.opened_secrets.get(column, id, stored) {
+            return Ok(plain);
+        }
+        let plain: Arc<str> = self.open_in("endpoints", column, id, stored)?.into();
+        self.opened_secrets.keep(column, id, stored, plain.clone());
+        Ok(plain)
     }
 
     /// At start-up: seals every secret still in clear (written before

@@ -4,19 +4,22 @@
 //! from the pool cost two round trips and two wake-ups of the database
 //! process. The writer and the append reader each run one statement
 //! after another on PostgreSQL, so each keeps its connection. Written by
-//! hand: sqlx has no setting to skip that check.
+//! hand: sqlx has no setting to skip that check. The connections speak
+//! sqlx's native PostgreSQL driver, not the `Any` one the rest of the store
+//! speaks: `Any` copies every answer row into its own values before it is
+//! decoded, which the writer's answers (a row per delivery) paid for.
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool};
+use sqlx::{PgConnection, PgPool, Postgres};
 use tokio::sync::{MappedMutexGuard, Mutex, MutexGuard};
 
 pub(super) struct StickyConnection {
-    pool: AnyPool,
-    kept: Mutex<Option<PoolConnection<Any>>>,
+    pool: PgPool,
+    kept: Mutex<Option<PoolConnection<Postgres>>>,
 }
 
 impl StickyConnection {
-    pub fn new(pool: AnyPool) -> Self {
+    pub fn new(pool: PgPool) -> Self {
         Self {
             pool,
             kept: Mutex::new(None),
@@ -24,7 +27,7 @@ impl StickyConnection {
     }
 
     /// The kept connection, taken from the pool first if none is kept.
-    pub async fn get(&self) -> Result<MappedMutexGuard<'_, AnyConnection>, sqlx::Error> {
+    pub async fn get(&self) -> Result<MappedMutexGuard<'_, PgConnection>, sqlx::Error> {
         let mut kept = self.kept.lock().await;
         if kept.is_none() {
             *kept = Some(self.pool.acquire().await?);

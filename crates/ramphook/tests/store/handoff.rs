@@ -42,7 +42,7 @@ async fn an_append_hands_over_what_it_leased_and_a_claim_finds_nothing(db: Db) {
         assert!(target.url.ends_with(&d.endpoint_id), "{}", target.url);
         assert_eq!(
             target.secrets,
-            [format!("secret-of-{}", d.endpoint_id)],
+            [format!("secret-of-{}", d.endpoint_id).into()],
             "secrets are opened"
         );
     }

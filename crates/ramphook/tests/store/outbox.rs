@@ -161,7 +161,7 @@ async fn an_endpoint_disabled_after_queueing_holds_its_deliveries(db: Db) {
     assert_eq!(claimed[0].attempts, 0);
     let target = claimed[0].target.as_ref().expect("the endpoint is enabled");
     assert_eq!(target.url, format!("http://127.0.0.1:9/{e}"));
-    assert_eq!(target.secrets, vec![format!("secret-of-{e}")]);
+    assert_eq!(target.secrets, vec![format!("secret-of-{e}").into()]);
 
     // Deleting the endpoint ends its pending deliveries as failed.
     assert!(store.delete_endpoint(&p, &e).await.unwrap());
