@@ -10,6 +10,7 @@ mod api;
 mod ceiling;
 mod compare;
 mod database_cpu;
+mod database_settings;
 mod driver;
 mod event_client;
 mod fresh_database;

@@ -122,6 +122,10 @@ pub struct Results {
     pub command: String,
     pub started_at_unix: u64,
     pub machine: Machine,
+    /// PostgreSQL's settings that bear on its CPU figure
+    /// (`database_settings.rs`), when the run was on PostgreSQL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_settings: Option<BTreeMap<String, String>>,
     /// The settings the run used (concurrency, rate, endpoints, …).
     pub config: BTreeMap<String, Value>,
     /// Orders created before the measured phase.
@@ -314,6 +318,9 @@ pub fn render_table(r: &Results) -> String {
             "server memory",
             format!("peak RSS {:.1} MiB, at end {:.1} MiB", s.peak_rss_mib, s.rss_end_mib),
         );
+    }
+    if let Some(settings) = &r.database_settings {
+        row("database settings", crate::database_settings::render(settings));
     }
     row("bench CPU", format!("{:.2} s", r.bench_cpu_seconds));
     for (k, v) in &r.extra {

@@ -30,12 +30,19 @@ const FULL_SPEED_GUESS: f64 = 1_500.0;
 const SETUP_LIMIT: Duration = Duration::from_secs(3 * 3600);
 
 pub async fn run(args: &Args) -> Result<Results, String> {
-    match args.scenario {
+    let mut results = match args.scenario {
         Scenario::Validation => crate::validation::run(args).await,
         Scenario::ReceiverCeiling => receiver_ceiling(args).await,
         Scenario::Backlog => backlog(args).await,
         Scenario::Single | Scenario::Fanout | Scenario::SlowNeighbour => load(args).await,
+    }?;
+    if let (Db::Postgres, Some(url)) = (args.db, &args.database_url) {
+        match crate::database_settings::read(url).await {
+            Ok(settings) => results.database_settings = Some(settings),
+            Err(err) => eprintln!("note: the database's settings could not be read: {err}"),
+        }
     }
+    Ok(results)
 }
 
 /// The server under test and, if we started it, what it needs to start again.

@@ -50,6 +50,12 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     if sealed > 0 {
         tracing::info!(sealed, "sealed secrets stored in clear by an earlier version");
     }
+    if store.autovacuum_is_off().await.unwrap_or(false) {
+        tracing::warn!(
+            "autovacuum is off on this PostgreSQL: every delivery and order update leaves a dead row \
+             that only VACUUM reclaims; turn autovacuum on, or VACUUM deliveries, orders and events regularly"
+        );
+    }
     if store.backend() == Backend::Sqlite {
         // One process per SQLite file: no lease found at start-up is alive.
         store.release_all_leases().await.map_err(|e| e.to_string())?;

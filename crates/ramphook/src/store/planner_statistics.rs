@@ -39,6 +39,19 @@ const HAS_DOUBLED: &str = "SELECT COUNT(*) FROM pg_stat_user_tables s JOIN pg_cl
        AND s.n_live_tup >= GREATEST(CAST($2 AS bigint), 2 * CAST(c.reltuples AS bigint))";
 
 impl Store {
+    /// Whether PostgreSQL's autovacuum is off (never on SQLite): then the
+    /// dead rows every update leaves are never reclaimed, nor the planner's
+    /// statistics refreshed after this task's first analyses.
+    pub async fn autovacuum_is_off(&self) -> StoreResult<bool> {
+        if self.backend != Backend::Postgres {
+            return Ok(false);
+        }
+        let (setting,): (String,) = sqlx::query_as("SELECT setting FROM pg_settings WHERE name = 'autovacuum'")
+            .fetch_one(&self.reader)
+            .await?;
+        Ok(setting == "off")
+    }
+
     /// Analyses the hot tables that have doubled since their last analysis
     /// (PostgreSQL; nothing to do on SQLite, whose planner keeps no such
     /// cache) and answers their names. A table another session is

@@ -1,8 +1,12 @@
 //! Planner statistics on PostgreSQL follow a fast-growing table: it is
 //! analysed once it has doubled since its last analysis, and not before
-//! (`store/planner_statistics.rs`). SQLite has nothing to refresh.
+//! (`store/planner_statistics.rs`). SQLite has nothing to refresh. And
+//! autovacuum being off, which leaves statistics and dead rows alone, is
+//! told.
 
 use std::time::Duration;
+
+use sqlx::Connection;
 
 use crate::harness::*;
 
@@ -42,4 +46,21 @@ async fn a_table_is_analysed_once_it_has_doubled_and_not_before(db: Db) {
         store.refresh_planner_statistics().await.unwrap().is_empty(),
         "not again until the table doubles"
     );
+}
+
+on_both_backends!(autovacuum_being_off_is_told);
+
+async fn autovacuum_being_off_is_told(db: Db) {
+    let store = db.open().await;
+    let off = store.autovacuum_is_off().await.unwrap();
+    if !db.is_postgres() {
+        assert!(!off, "SQLite has no autovacuum to be off");
+        return;
+    }
+    let mut connection = sqlx::PgConnection::connect(db.url()).await.unwrap();
+    let (setting,): (String,) = sqlx::query_as("SHOW autovacuum")
+        .fetch_one(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(off, setting == "off", "SHOW autovacuum says {setting}");
 }
