@@ -12,6 +12,7 @@ mod harness;
 mod attempts;
 mod claim_plan;
 mod claims;
+mod connections;
 mod expiry;
 mod fifo;
 mod handoff;
