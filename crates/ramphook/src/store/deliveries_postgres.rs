@@ -2,9 +2,9 @@
 //! for the writer (`pg_writer.rs`), which runs it in the statement of the
 //! next group of event appends, or alone when none waits: one statement
 //! start and one commit (a WAL flush) serve both. The batch travels as
-//! JSON (`json_to_recordset`), as the appends do: sqlx's `Any` driver
-//! cannot bind arrays, and a text that changed with the batch's size made
-//! every size a prepared statement of its own.
+//! JSON (`json_to_recordset`), as the appends do (`pg_writer.rs` says why
+//! not arrays); a text that changed with the batch's size made every size
+//! a prepared statement of its own.
 
 use serde::Serialize;
 

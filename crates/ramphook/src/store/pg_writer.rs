@@ -9,9 +9,10 @@
 //! own, paid a statement and a commit of their own as well, and so did
 //! each new order (docs/PERFORMANCE.md).
 //!
-//! The appends, new orders and results travel as JSON arrays (`json_to_recordset`):
-//! sqlx's `Any` driver, which the store speaks, cannot bind arrays. A
-//! group holds at most one append per order, so each order's guarded
+//! The appends, new orders and results travel as JSON arrays
+//! (`json_to_recordset`): a PostgreSQL array per column, which the writer's
+//! native connection could bind, cost as much at the bench's group sizes
+//! and more in smaller groups (docs/PERFORMANCE.md). A group holds at most one append per order, so each order's guarded
 //! status change is decided alone; another append to the same order waits
 //! for the next group. If the statement fails (another instance stored the
 //! same `Idempotency-Key` first, say), the results are written again alone,
