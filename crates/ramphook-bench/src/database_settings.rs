@@ -2,7 +2,9 @@
 //! covers, reported beside it: with `autovacuum` off (as on some machines'
 //! stock configuration) the run's dead rows are never vacuumed while it is
 //! measured, with `synchronous_commit` off no commit waits for its WAL
-//! flush, and so on. Read through `--database-url` after the run.
+//! flush, a run that writes more WAL than `max_wal_size` pays checkpoints
+//! and full-page writes, and so on. Read through `--database-url` after the
+//! run.
 
 use std::collections::BTreeMap;
 
@@ -10,23 +12,24 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{ConnectOptions, Connection};
 
 /// The settings reported, in this order.
-const REPORTED: [&str; 6] = [
+const REPORTED: [&str; 7] = [
     "autovacuum",
     "synchronous_commit",
     "fsync",
     "commit_delay",
     "shared_buffers",
+    "max_wal_size",
     "wal_compression",
 ];
 
-/// The reported settings as the server has them (`shared_buffers` with its
-/// unit), or why they could not be read.
+/// The reported settings as the server has them (sizes with their units),
+/// or why they could not be read.
 pub async fn read(url: &str) -> Result<BTreeMap<String, String>, String> {
     let options: PgConnectOptions = url.parse().map_err(|e| format!("{e}"))?;
     let mut connection = options.connect().await.map_err(|e| format!("{e}"))?;
     let rows: Vec<(String, String)> = sqlx::query_as(
         "SELECT name, CASE WHEN unit = '8kB' THEN pg_size_pretty(CAST(setting AS bigint) * 8192)
-                           ELSE setting END
+                           ELSE setting || COALESCE(' ' || unit, '') END
          FROM pg_settings WHERE name = ANY($1)",
     )
     .bind(&REPORTED[..])
