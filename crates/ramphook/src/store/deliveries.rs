@@ -101,7 +101,10 @@ pub(super) type ClaimedRow = (String, String, String, String, i64, i64, String);
 /// timing-out partner's pile — are never read. SQLite says "per endpoint"
 /// with a correlated `LIMIT` on the rowid (it has no LATERAL), PostgreSQL
 /// with LATERAL, and finds the claimed rows again by `id`, its primary key
-/// (SQLite's is `seq`, the rowid). There, several instances claim at once:
+/// (SQLite's is `seq`, the rowid). There, each endpoint's scan starts at
+/// its floor (`$5`, JSON `{id, floor}`; `claim_floors.rs`), past the
+/// entries delivered rows leave in the due index until vacuum; skipped
+/// endpoints are bound after it. There, several instances claim at once:
 /// rows another instance is claiming are skipped, not waited for; and an
 /// order's first pending delivery is found as the lane's `MIN(seq)` in the
 /// lane index (as `NOT EXISTS` the planner, on the statistics of a table
@@ -129,16 +132,18 @@ fn claim_sql(backend: Backend, skipped: usize) -> String {
         Backend::Postgres => format!(
             "UPDATE deliveries SET locked_until = $1 + $2
              WHERE id IN (
-                 SELECT d.id FROM endpoints p CROSS JOIN LATERAL (
+                 SELECT d.id FROM endpoints p
+                 LEFT JOIN json_to_recordset(CAST($5 AS json)) AS f(id text, floor bigint) ON f.id = p.id
+                 CROSS JOIN LATERAL (
                      SELECT x.id, x.seq, x.next_attempt_at FROM deliveries x
-                     WHERE {due} AND {first_in_lane}
+                     WHERE {due} AND x.next_attempt_at >= COALESCE(f.floor, 0) AND {first_in_lane}
                      ORDER BY x.next_attempt_at, x.seq LIMIT $4
                      FOR UPDATE SKIP LOCKED) d
                  WHERE p.enabled = 1 {skip}
                  ORDER BY d.next_attempt_at, d.seq
                  LIMIT $3)
              {returning}",
-            skip = skip_clause("p.id", 5, skipped),
+            skip = skip_clause("p.id", 6, skipped),
         ),
     }
 }
@@ -158,6 +163,17 @@ pub(super) fn next_due_sql(skipped: usize) -> String {
         skip = skip_clause("p.id", 2, skipped),
     )
 }
+
+/// Per enabled endpoint, the lowest `next_attempt_at` of its pending rows at
+/// or above its floor (`$1`, as the claim takes it): one seek into
+/// `deliveries_endpoint_due` each.
+const LOWEST_PENDING_SQL: &str = "SELECT p.id, (SELECT d.next_attempt_at FROM deliveries d
+                   WHERE d.endpoint_id = p.id AND d.status = 'pending'
+                     AND d.next_attempt_at >= COALESCE(f.floor, 0)
+                   ORDER BY d.next_attempt_at LIMIT 1)
+     FROM endpoints p
+     LEFT JOIN json_to_recordset(CAST($1 AS json)) AS f(id text, floor bigint) ON f.id = p.id
+     WHERE p.enabled = 1";
 
 /// What a claim came to: the leased deliveries, or, when there were none,
 /// when to look again (`None`: nothing pending is due later).
@@ -277,11 +293,14 @@ impl Store {
             }
             (claimed, endpoints)
         } else {
+            self.refresh_claim_floors(now).await?;
+            let floors = self.claim_floors.lock().unwrap().for_claim(now);
             let mut query = sqlx::query_as(&sql)
                 .bind(now)
                 .bind(lease_ms)
                 .bind(i64::from(limit))
-                .bind(i64::from(per_endpoint));
+                .bind(i64::from(per_endpoint))
+                .bind(floors);
             for endpoint in skip {
                 query = query.bind(endpoint);
             }
@@ -307,6 +326,26 @@ impl Store {
         })
     }
 
+    /// Raises the claim floors (PostgreSQL) to where each enabled
+    /// endpoint's pending rows now start, at most every `REFRESH_MS`: one
+    /// seek per endpoint from its floor, so each walks only what was
+    /// delivered since the last refresh.
+    async fn refresh_claim_floors(&self, now: i64) -> StoreResult<()> {
+        let current = {
+            let floors = self.claim_floors.lock().unwrap();
+            if !floors.refresh_due(now) {
+                return Ok(());
+            }
+            floors.current()
+        };
+        let lowest: Vec<(String, Option<i64>)> = sqlx::query_as(LOWEST_PENDING_SQL)
+            .bind(current)
+            .fetch_all(&self.reader)
+            .await?;
+        self.claim_floors.lock().unwrap().refreshed(now, lowest);
+        Ok(())
+    }
+
     /// PostgreSQL's plan for a claim of `limit` (`per_endpoint` from each
     /// endpoint) if it ran now (`EXPLAIN`, nothing is leased): for telling
     /// why claims are slow, and for the test that keeps a full queue's claim
@@ -319,7 +358,8 @@ impl Store {
         // for a claim's first runs on a connection (it plans each run for its
         // values until a generic plan proves as cheap).
         let values = [now_ms(), 60_000, i64::from(limit), i64::from(per_endpoint.min(limit))];
-        let mut sql = claim_sql(Backend::Postgres, 0);
+        // No floors: the claim as it runs after a reset (`claim_floors.rs`).
+        let mut sql = claim_sql(Backend::Postgres, 0).replace("$5", "'[]'");
         for (n, value) in values.iter().enumerate().rev() {
             sql = sql.replace(&format!("${}", n + 1), &value.to_string());
         }

@@ -13,6 +13,7 @@
 //! in groups by `pg_writer.rs`), and several instances may share the
 //! database.
 
+mod claim_floors;
 mod deliveries;
 mod deliveries_postgres;
 mod deliveries_sqlite;
@@ -45,6 +46,7 @@ use sqlx::{Any, AnyPool, Executor, PgPool};
 use tokio::sync::Notify;
 
 use crate::secrets::Sealer;
+use claim_floors::ClaimFloors;
 use opened_secrets::OpenedSecrets;
 use order_cache::OrderCache;
 use pg_append_reader::PgAppendReader;
@@ -205,6 +207,8 @@ pub struct Store {
     opened_secrets: Arc<OpenedSecrets>,
     /// Deliveries leased by their append for this instance's dispatcher.
     handoff: Arc<Handoff>,
+    /// PostgreSQL: where each endpoint's claim scan may start.
+    claim_floors: Arc<std::sync::Mutex<ClaimFloors>>,
 }
 
 impl Store {
@@ -276,6 +280,7 @@ impl Store {
             sealer,
             opened_secrets: Arc::default(),
             handoff,
+            claim_floors: Arc::default(),
         })
     }
 
@@ -338,6 +343,7 @@ impl Store {
             sealer,
             opened_secrets: Arc::default(),
             handoff,
+            claim_floors: Arc::default(),
         })
     }
 
