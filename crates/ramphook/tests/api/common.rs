@@ -341,14 +341,18 @@ impl TestServer {
     }
 
     /// Posts an event; returns the event id.
+    /// Posts the event `name` to an order: its status and body, whatever they are.
+    pub async fn post_event(&self, order_id: &str, name: &str) -> (u16, Value) {
+        self.admin(
+            "POST",
+            &format!("/v1/orders/{order_id}/events"),
+            Some(json!({"eventName": name})),
+        )
+        .await
+    }
+
     pub async fn event(&self, order_id: &str, name: &str) -> String {
-        let (status, body) = self
-            .admin(
-                "POST",
-                &format!("/v1/orders/{order_id}/events"),
-                Some(json!({"eventName": name})),
-            )
-            .await;
+        let (status, body) = self.post_event(order_id, name).await;
         assert_eq!(status, 201, "{body}");
         body["event"]["id"].as_str().unwrap().into()
     }

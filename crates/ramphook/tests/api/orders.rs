@@ -59,13 +59,7 @@ async fn an_on_ramp_order_walks_the_whole_state_machine(backend: Backend) {
         let ts = body["event"]["timeStamp"].as_str().unwrap();
         assert!(ts.len() == 24 && ts.ends_with('Z'), "{ts}");
     }
-    let (code, problem) = server
-        .admin(
-            "POST",
-            &format!("/v1/orders/{id}/events"),
-            Some(json!({"eventName": "payment_received"})),
-        )
-        .await;
+    let (code, problem) = server.post_event(id, "payment_received").await;
     assert_eq!((code, problem["code"].as_str()), (409, Some("invalid_transition")));
 
     let (_, full) = server.admin("GET", &format!("/v1/orders/{id}"), None).await;
@@ -95,36 +89,18 @@ async fn refused_events_name_what_is_allowed_and_write_nothing(backend: Backend)
     let off = server.order(&pid, "off_ramp").await;
     server.event(&off, "payment_received").await;
 
-    let (code, problem) = server
-        .admin(
-            "POST",
-            &format!("/v1/orders/{off}/events"),
-            Some(json!({"eventName": "crypto_tx_sent"})),
-        )
-        .await;
+    let (code, problem) = server.post_event(&off, "crypto_tx_sent").await;
     assert_eq!(
         (code, problem["code"].as_str()),
         (409, Some("invalid_transition")),
         "on-ramp only event on an off-ramp"
     );
-    let (code, problem) = server
-        .admin(
-            "POST",
-            &format!("/v1/orders/{off}/events"),
-            Some(json!({"eventName": "payment_teleported"})),
-        )
-        .await;
+    let (code, problem) = server.post_event(&off, "payment_teleported").await;
     assert_eq!((code, problem["code"].as_str()), (422, Some("invalid_input")));
     assert!(problem["detail"].as_str().unwrap().contains("payment_received"));
 
     let on = server.order(&pid, "on_ramp").await;
-    let (code, problem) = server
-        .admin(
-            "POST",
-            &format!("/v1/orders/{on}/events"),
-            Some(json!({"eventName": "crypto_delivered"})),
-        )
-        .await;
+    let (code, problem) = server.post_event(&on, "crypto_delivered").await;
     assert_eq!(code, 409);
     let detail = problem["detail"].as_str().unwrap();
     for allowed in ["payment_received", "payment_rejected", "payment_expired"] {
@@ -180,13 +156,7 @@ async fn events_after_a_restart_answer_the_order_as_stored_and_are_judged_as_bef
     server.kill().await;
     server.launch().await;
 
-    let (code, body) = server
-        .admin(
-            "POST",
-            &format!("/v1/orders/{on}/events"),
-            Some(json!({"eventName": "payment_received"})),
-        )
-        .await;
+    let (code, body) = server.post_event(&on, "payment_received").await;
     assert_eq!(code, 201, "{body}");
     let answered = &body["order"];
     for field in [
@@ -220,13 +190,7 @@ async fn events_after_a_restart_answer_the_order_as_stored_and_are_judged_as_bef
     .await;
 
     // An off-ramp's paid is final; crypto_tx_sent leaves "paid" on on-ramps only.
-    let (code, problem) = server
-        .admin(
-            "POST",
-            &format!("/v1/orders/{off}/events"),
-            Some(json!({"eventName": "crypto_tx_sent"})),
-        )
-        .await;
+    let (code, problem) = server.post_event(&off, "crypto_tx_sent").await;
     assert_eq!(
         (code, problem["code"].as_str()),
         (409, Some("invalid_transition")),

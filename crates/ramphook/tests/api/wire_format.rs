@@ -69,13 +69,7 @@ async fn what_ramphook_sends_verifies_with_node_crypto_and_standard_webhooks(bac
     let secret = "spaces and ünïcödé in the secret ✓";
     server.endpoint(&pid, &receiver.url(), secret).await;
     let order = server.order(&pid, "on_ramp").await;
-    let (_, created) = server
-        .admin(
-            "POST",
-            &format!("/v1/orders/{order}/events"),
-            Some(json!({"eventName": "payment_received"})),
-        )
-        .await;
+    let (_, created) = server.post_event(&order, "payment_received").await;
 
     let got = receiver.wait_for(1, Duration::from_secs(5)).await;
     let hook = &got[0];

@@ -19,6 +19,18 @@ use tokio::task::JoinHandle;
 
 use crate::harness::*;
 
+/// Polls each pinned future once and asserts that it waits (queued behind
+/// the stalled writer), so that all of them are queued before it moves.
+macro_rules! all_waiting {
+    ($($future:ident),+ $(,)?) => {
+        poll_fn(|cx| {
+            $(assert!($future.as_mut().poll(cx).is_pending(), concat!(stringify!($future), " should wait"));)+
+            Poll::Ready(())
+        })
+        .await
+    };
+}
+
 /// The writer, stalled: another connection holds one order's row, and an
 /// append to that order waits for it inside the writer's statement, so
 /// that what is queued meanwhile is written together once it is let go.
@@ -81,13 +93,7 @@ async fn results_and_appends_waiting_together_are_one_statement() {
     let mut record = pin!(store.record_attempts(&results));
     let mut finished_next = pin!(append(&store, &finished, EventName::CryptoTxSent));
     let mut retried_next = pin!(append(&store, &retried, EventName::CryptoTxSent));
-    poll_fn(|cx| {
-        assert!(record.as_mut().poll(cx).is_pending());
-        assert!(finished_next.as_mut().poll(cx).is_pending());
-        assert!(retried_next.as_mut().poll(cx).is_pending());
-        Poll::Ready(())
-    })
-    .await;
+    all_waiting!(record, finished_next, retried_next);
     stall.release().await;
     let (recorded, _, _) = tokio::join!(record, finished_next, retried_next);
     recorded.unwrap();
@@ -213,14 +219,7 @@ async fn new_orders_queued_with_appends_are_written_and_a_bad_one_fails_alone() 
     let mut orphan = pin!(create("ptn_nobody"));
     let mut second = pin!(create(&p));
     let mut payment = pin!(append(&store, &paid, EventName::PaymentReceived));
-    poll_fn(|cx| {
-        assert!(first.as_mut().poll(cx).is_pending());
-        assert!(orphan.as_mut().poll(cx).is_pending());
-        assert!(second.as_mut().poll(cx).is_pending());
-        assert!(payment.as_mut().poll(cx).is_pending());
-        Poll::Ready(())
-    })
-    .await;
+    all_waiting!(first, orphan, second, payment);
     stall.release().await;
     let (first, orphan, second, payment) = tokio::join!(first, orphan, second, payment);
 
