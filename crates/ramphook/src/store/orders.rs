@@ -26,7 +26,7 @@ pub struct OrderRow {
     pub expires_at: i64,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow, serde::Serialize, serde::Deserialize)]
 pub struct EventRow {
     pub id: String,
     pub order_id: String,
@@ -194,6 +194,10 @@ impl Store {
     }
 
     /// Applies an event to an order and queues its deliveries, atomically.
+    /// `render` gives the answer stored under `idem`; it must depend on the
+    /// event and the order alone, for on PostgreSQL a keyed append to an
+    /// order this instance did not keep stores the two instead, and its
+    /// replays are rendered from them (`orders_postgres.rs`).
     pub async fn append_event(
         &self,
         order_id: &str,

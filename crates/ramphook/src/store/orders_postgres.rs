@@ -32,12 +32,15 @@
 //! keeps them, and the read before such an append was a statement of its
 //! own: with 40,000 orders in `single`, taking it away cut the database's
 //! and the server's CPU per delivery by 13 % (docs/PERFORMANCE.md). A
-//! keyed append (its answer is stored with it, so rendered before it) and
-//! one the guard did not let through plan from a read (grouped with other
-//! appends' reads: `pg_append_reader.rs`), which also finds a refusal's
-//! reason. The guard makes a plan from an outdated entry harmless, and a
-//! refusal planned from an entry is planned again from a read before it is
-//! given.
+//! keyed append is not read first either: its answer, which must be stored
+//! with it, cannot be rendered before the statement has the order, so the
+//! statement stores the event and the order as it left it, and a replay
+//! renders the answer from them, as it was first given (`rendered`). An
+//! append the guard did not let through plans from a read (grouped with
+//! other appends' reads: `pg_append_reader.rs`), which also finds a
+//! refusal's reason, or a key's stored answer. The guard makes a plan from
+//! an outdated entry harmless, and a refusal planned from an entry is
+//! planned again from a read before it is given.
 
 use super::handoff::Appended;
 use super::order_cache::OrderCache;
@@ -46,7 +49,7 @@ use super::orders::{
     Idempotency, OrderRow, Replayable,
 };
 use super::pg_append_reader::PgAppendReader;
-use super::pg_writer::{PgWriter, PlannedAppend, PlannedOrder, RememberedAnswer};
+use super::pg_writer::{PgWriter, PlannedAppend, PlannedOrder, RememberedAnswer, RENDERED_AT_REPLAY};
 use super::{Store, StoreResult};
 use crate::domain::order::{guard, EventName};
 use crate::domain::time::now_ms;
@@ -66,7 +69,7 @@ pub(super) async fn create_order(
     let (status, body) = render(&order);
     let planned = PlannedOrder {
         order: order.clone(),
-        remember: idem.map(|i| remembered(i, status, &body)),
+        remember: idem.map(|i| remembered(i, i64::from(status), body.clone())),
     };
     match writer(store).create(planned).await {
         Ok(()) => {
@@ -88,15 +91,21 @@ pub(super) async fn append_event(
     render: impl Fn(&EventRow, &OrderRow) -> (u16, String),
 ) -> StoreResult<Replayable<(AppendOutcome, u16, String)>> {
     let recent = recent_orders(store);
-    // A keyed append's answer is stored with it: rendered first, from the order.
-    let mut read_first = idem.is_some();
+    let mut read_first = false;
     let mut last_from = None;
     for _ in 0..MAX_PLANS {
         let kept = recent.get(order_id);
         if kept.is_none() && !read_first {
             read_first = true;
-            let unread = append_unread(store, order_id, event_name, tx_hash.clone(), reason.clone(), &render).await?;
-            match unread {
+            let unread = append_unread(
+                store,
+                order_id,
+                event_name,
+                (tx_hash.clone(), reason.clone()),
+                idem,
+                &render,
+            );
+            match unread.await? {
                 Some(accepted) => return Ok(accepted),
                 // Not there, or not where the event applies: read it.
                 None => continue,
@@ -109,7 +118,7 @@ pub(super) async fn append_event(
         };
         let Some(mut order) = order else {
             // A stored key's answer comes first, as it does for any refusal.
-            if let Some(replay) = remembered_replay(store, idem).await? {
+            if let Some(replay) = appended_replay(store, idem, &render).await? {
                 return Ok(replay);
             }
             return Ok(Replayable::Fresh((AppendOutcome::NoSuchOrder, 0, String::new())));
@@ -125,7 +134,7 @@ pub(super) async fn append_event(
             Err(invalid) => {
                 // A concurrent request with this key may have moved the order
                 // after the key was looked up: its answer is this one's.
-                if let Some(replay) = remembered_replay(store, idem).await? {
+                if let Some(replay) = appended_replay(store, idem, &render).await? {
                     return Ok(replay);
                 }
                 // Refusals are not remembered: nothing was written.
@@ -134,7 +143,7 @@ pub(super) async fn append_event(
         };
         let (status, body) = render(&event, &order);
         let planned = PlannedAppend {
-            remember: idem.map(|i| remembered(i, status, &body)),
+            remember: idem.map(|i| remembered(i, i64::from(status), body.clone())),
             ..planned_append(&event, from.as_str().to_owned(), order.status.clone())
         };
         match writer(store).append(planned).await {
@@ -144,39 +153,51 @@ pub(super) async fn append_event(
                 recent.forget(order_id);
                 last_from = Some(from);
             }
-            Err(err) if idem.is_some() && is_unique_violation(&err) => return store.replay_race_winner(idem).await,
+            Err(err) if idem.is_some() && is_unique_violation(&err) => {
+                return rendered(store.replay_race_winner(idem).await?, &render)
+            }
             Err(err) => return Err(err.into()),
         }
     }
     // Refused after losing every race: a stored key's answer first.
-    if let Some(replay) = remembered_replay(store, idem).await? {
+    if let Some(replay) = appended_replay(store, idem, &render).await? {
         return Ok(replay);
     }
     let from = last_from.expect("every lost race records its status");
     Ok(Replayable::Fresh((lost_race(from, event_name), 0, String::new())))
 }
 
-/// Appends `event_name` to an order this instance did not keep, without
-/// reading it: the statement checks the event's guard and answers the order.
-/// `None` if the order is not there or the guard did not let it through.
+/// Appends `event_name` (with its tx hash and reason) to an order this
+/// instance did not keep, without reading it: the statement checks the
+/// event's guard and answers the order. Under a key, the statement stores
+/// the event and the order as it left it, to render the answer from at
+/// replay (`RENDERED_AT_REPLAY`). `None` if the order is not there or the
+/// guard did not let it through.
 async fn append_unread(
     store: &Store,
     order_id: &str,
     event_name: EventName,
-    tx_hash: Option<String>,
-    reason: Option<String>,
+    (tx_hash, reason): (Option<String>, Option<String>),
+    idem: Option<&Idempotency>,
     render: &impl Fn(&EventRow, &OrderRow) -> (u16, String),
 ) -> StoreResult<Option<Replayable<(AppendOutcome, u16, String)>>> {
     let guard = guard(event_name);
     let event = new_event(order_id, event_name, tx_hash, reason, now_ms());
     let from: Vec<&str> = guard.from.iter().map(|status| status.as_str()).collect();
+    let event_json = serde_json::to_string(&event).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
     let planned = PlannedAppend {
         only_direction: guard.direction.map(|direction| direction.as_str().to_owned()),
         answer_order: true,
+        remember: idem.map(|i| remembered(i, RENDERED_AT_REPLAY, event_json)),
         ..planned_append(&event, from.join(","), guard.to.as_str().to_owned())
     };
-    let Some(moved) = writer(store).append(planned).await? else {
-        return Ok(None);
+    let moved = match writer(store).append(planned).await {
+        Ok(Some(moved)) => moved,
+        Ok(None) => return Ok(None),
+        Err(err) if idem.is_some() && is_unique_violation(&err) => {
+            return Ok(Some(rendered(store.replay_race_winner(idem).await?, render)?))
+        }
+        Err(err) => return Err(err.into()),
     };
     let json = moved.order_json.unwrap_or_default();
     let order: OrderRow = serde_json::from_str(&json).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
@@ -205,14 +226,51 @@ fn planned_append(event: &EventRow, from_statuses: String, new_status: String) -
 }
 
 /// What a keyed write stores for its replays.
-fn remembered(idem: &Idempotency, status: u16, body: &str) -> RememberedAnswer {
+fn remembered(idem: &Idempotency, status: i64, body: String) -> RememberedAnswer {
     RememberedAnswer {
         idem_scope: idem.scope.clone(),
         idem_key: idem.key.clone(),
         idem_request_hash: idem.request_hash.clone(),
-        answer_status: i64::from(status),
-        answer_body: body.to_owned(),
+        answer_status: status,
+        answer_body: body,
     }
+}
+
+/// What a keyed append planned without its order stores for its replays
+/// to render their answer from (`RENDERED_AT_REPLAY`).
+#[derive(serde::Deserialize)]
+struct StoredAppend {
+    event: EventRow,
+    order: OrderRow,
+}
+
+/// `replay` with its answer rendered by `render` if it was stored to be
+/// (`RENDERED_AT_REPLAY`): as it was first given, for the event and the
+/// order are as they were then.
+fn rendered<T>(
+    replay: Replayable<T>,
+    render: &impl Fn(&EventRow, &OrderRow) -> (u16, String),
+) -> StoreResult<Replayable<T>> {
+    match replay {
+        Replayable::Replay { status, body } if i64::from(status) == RENDERED_AT_REPLAY => {
+            let stored: StoredAppend = serde_json::from_str(&body).map_err(|err| sqlx::Error::Decode(Box::new(err)))?;
+            let (status, body) = render(&stored.event, &stored.order);
+            Ok(Replayable::Replay { status, body })
+        }
+        replay => Ok(replay),
+    }
+}
+
+/// The stored answer of this append's key, rendered if it was stored to be.
+async fn appended_replay<T>(
+    store: &Store,
+    idem: Option<&Idempotency>,
+    render: &impl Fn(&EventRow, &OrderRow) -> (u16, String),
+) -> StoreResult<Option<Replayable<T>>> {
+    remembered_replay(store, idem)
+        .await?
+        .map(|replay| rendered(replay, render))
+        .transpose()
 }
 
 /// An append written: the order is kept as it now is and its deliveries

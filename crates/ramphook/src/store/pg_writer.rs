@@ -81,7 +81,11 @@ pub(super) struct PlannedOrder {
     pub remember: Option<RememberedAnswer>,
 }
 
-/// What a write with an `Idempotency-Key` stores for replays.
+/// What a write with an `Idempotency-Key` stores for replays: its answer,
+/// or, for an append planned without its order (`answer_status` =
+/// `RENDERED_AT_REPLAY`, `answer_body` the event as JSON), the event and
+/// the order as the statement left it, `{"event":…,"order":…}`, from which
+/// a replay renders the answer (`orders_postgres.rs`).
 #[derive(Debug, Clone, Serialize)]
 pub(super) struct RememberedAnswer {
     pub idem_scope: String,
@@ -90,6 +94,9 @@ pub(super) struct RememberedAnswer {
     pub answer_status: i64,
     pub answer_body: String,
 }
+
+/// The stored status of an answer to be rendered at replay: no HTTP status.
+pub(super) const RENDERED_AT_REPLAY: i64 = 0;
 
 /// The whole group in one statement. First the results: each delivery's
 /// outcome (only a still-pending delivery changes: one failed meanwhile, its
@@ -106,7 +113,8 @@ pub(super) struct RememberedAnswer {
 /// is never to one of them, whose id is given out only once written), and
 /// the appends: the orders' guarded status changes, their events, one
 /// delivery per subscribed endpoint (in the group's order, then the
-/// endpoints'), and the idempotency records. Answers the ids of the orders
+/// endpoints'), and the idempotency records (an answer to render at replay as
+/// the event and the order as moved: `RememberedAnswer`). Answers the ids of the orders
 /// that moved (the others were moved by someone else meanwhile), each with
 /// its deliveries and, for those leased for this instance's dispatcher,
 /// their endpoints' targets (`handoff.rs`). With `$2` (the lease) set, a
@@ -179,7 +187,7 @@ const WRITE_GROUP: &str = "WITH input AS (
            AND (i.only_direction IS NULL OR o.direction = i.only_direction)
          RETURNING o.id, o.partner_id, CASE WHEN i.answer_order THEN CAST(row_to_json(o) AS text) END AS row
      ), appended AS (
-         SELECT i.*, m.partner_id FROM input i JOIN moved m ON m.id = i.order_id
+         SELECT i.*, m.partner_id, m.row FROM input i JOIN moved m ON m.id = i.order_id
      ), event AS (
          INSERT INTO events (id, order_id, event_name, tx_hash, reason, time_stamp)
          SELECT event_id, order_id, event_name, tx_hash, reason, at FROM appended ORDER BY n
@@ -202,7 +210,10 @@ const WRITE_GROUP: &str = "WITH input AS (
          RETURNING id, event_id, order_id, event_name, time_stamp, endpoint_id, locked_until
      ), remembered AS (
          INSERT INTO idempotency (scope, key, request_hash, status, body, created_at)
-         SELECT idem_scope, idem_key, idem_request_hash, answer_status, answer_body, at
+         SELECT idem_scope, idem_key, idem_request_hash, answer_status,
+                CASE WHEN answer_status = 0 THEN '{\"event\":' || answer_body || ',\"order\":' || row || '}'
+                     ELSE answer_body END,
+                at
          FROM appended WHERE idem_scope IS NOT NULL
          UNION ALL
          SELECT idem_scope, idem_key, idem_request_hash, answer_status, answer_body, created_at

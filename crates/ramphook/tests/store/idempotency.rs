@@ -5,6 +5,7 @@
 
 use ramphook::domain::order::EventName;
 use ramphook::store::{AppendOutcome, Idempotency, Replayable, Store};
+use sqlx::Connection;
 
 use crate::harness::*;
 
@@ -14,6 +15,7 @@ on_both_backends!(
     a_replay_answers_even_where_its_event_is_allowed_again,
     concurrent_requests_with_one_key_create_one_order,
     concurrent_appends_to_many_orders_each_happen_once,
+    a_keyed_append_to_an_order_not_kept_replays_its_first_answer,
 );
 
 fn key(scope: &str, key: &str, hash: &str) -> Idempotency {
@@ -277,4 +279,58 @@ async fn concurrent_appends_to_many_orders_each_happen_once(db: Db) {
         };
         assert_eq!(deliveries(store, &p, &filter).await.len(), 2, "order {o}");
     }
+}
+
+/// An instance appends to an order another instance made without reading
+/// it first, keyed or not; on PostgreSQL the key then stores the event and
+/// the order as the statement left it, and replays (on either instance,
+/// after the order moved on) render from them the answer first given.
+async fn a_keyed_append_to_an_order_not_kept_replays_its_first_answer(db: Db) {
+    let stores = db.instances().await;
+    let (maker, appender) = (&stores[0], stores.last().unwrap());
+    let p = partner(maker).await;
+    endpoint(maker, &p, None).await;
+    let o = order(maker, &p).await;
+    let k = key(&format!("events:{o}"), "paid-1", "hash-a");
+    // Every field of both, so that a replay rendered from anything else differs.
+    let render = |e: &ramphook::store::EventRow, o: &ramphook::store::OrderRow| (201, format!("{e:?} {o:?}"));
+    let (outcome, status, body) = fresh(
+        appender
+            .append_event(&o, EventName::PaymentReceived, None, None, Some(&k), render)
+            .await
+            .unwrap(),
+    );
+    let AppendOutcome::Appended { event: paid, order } = outcome else {
+        panic!("payment_received refused")
+    };
+    assert_eq!((status, body.clone()), render(&paid, &order));
+    assert_eq!(order.status, "paid");
+    if db.is_postgres() {
+        let mut outside = sqlx::PgConnection::connect(db.url()).await.unwrap();
+        let (stored,): (i64,) = sqlx::query_as("SELECT status FROM idempotency WHERE key = 'paid-1'")
+            .fetch_one(&mut outside)
+            .await
+            .unwrap();
+        assert_eq!(stored, 0, "the answer is stored to be rendered at replay");
+    }
+    event(maker, &o, EventName::CryptoTxSent).await;
+
+    for store in [maker, appender] {
+        let replay = store
+            .append_event(&o, EventName::PaymentReceived, None, None, Some(&k), render)
+            .await
+            .unwrap();
+        assert!(
+            matches!(&replay, Replayable::Replay { status: 201, body: again } if *again == body),
+            "the replay answered otherwise than the first time"
+        );
+    }
+    let reused = key(&format!("events:{o}"), "paid-1", "hash-b");
+    assert_eq!(
+        append_keyed(appender, &o, EventName::CryptoDelivered, &reused).await,
+        None
+    );
+    let (row, events) = maker.get_order(&o).await.unwrap().unwrap();
+    assert_eq!((row.status.as_str(), events.len()), ("crypto_sent", 2));
+    assert_eq!(all_deliveries(maker, &p).await.len(), 2);
 }
