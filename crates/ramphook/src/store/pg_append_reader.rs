@@ -1,7 +1,7 @@
 //! The reads an append on PostgreSQL makes, grouped: its order when this
-//! instance did not keep it (`order_cache.rs`) and the append has a key or
-//! its event was not let through unread (`orders_postgres.rs`), and, before
-//! a refusal or an order's creation, an `Idempotency-Key`'s stored answer.
+//! instance did not keep it (`order_cache.rs`) and its event was not let
+//! through unread (`orders_postgres.rs`), and, before a refusal or an
+//! order's creation, an `Idempotency-Key`'s stored answer.
 //! One task per instance reads everything asked for meanwhile, a statement
 //! for the keys and one for the orders, on a kept connection. Taken from
 //! the pool, each read cost a second round trip (sqlx checks a connection
