@@ -43,7 +43,8 @@ pub async fn run(
                 sender.ready().await.map_err(|e| e.to_string())?;
                 let id = format!("ceiling_{worker}_{n}");
                 // The same bookkeeping as a real run: the arrival pairs with this.
-                tracker.sent(id.clone(), Instant::now(), 1);
+                let now = Instant::now();
+                tracker.sent(id.clone(), now, now, 1);
                 let request = Request::post(format!("http://{addr}/ok/ceiling"))
                     .header("host", addr.to_string())
                     .header("content-type", "application/json")

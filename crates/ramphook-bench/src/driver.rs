@@ -191,7 +191,7 @@ pub async fn drive(
                         Ok(event_id) => {
                             let answered = Instant::now();
                             if order.expected > 0 {
-                                tracker.sent(event_id, answered, order.expected);
+                                tracker.sent(event_id, sent, answered, order.expected);
                             }
                             local.saturating_record((answered - sent).as_micros().max(1) as u64);
                             accepted.fetch_add(1, Ordering::Relaxed);

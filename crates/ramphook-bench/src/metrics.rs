@@ -1,6 +1,7 @@
-//! Latency from the API's `201` to the webhook's arrival: pairs each event id
-//! the driver got back with the `webhook-id` the receiver saw (whichever comes
-//! second records the gap) into an HDR histogram, and summarises it.
+//! Latency to the webhook's arrival, from the API's `201` and from the moment
+//! the event was posted: pairs each event id the driver got back with the
+//! `webhook-id` the receiver saw (whichever comes second records the gaps)
+//! into two HDR histograms, and summarises them.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,15 +15,34 @@ use serde::Serialize;
 const MAX_MICROS: u64 = 3_600_000_000;
 
 enum Entry {
-    /// The `201` came back; this many arrivals are still expected.
-    Sent { at: Instant, remaining: u32 },
+    /// The event was posted and its `201` came back; this many arrivals
+    /// are still expected.
+    Sent {
+        posted: Instant,
+        answered: Instant,
+        remaining: u32,
+    },
     /// Arrivals seen before the driver recorded the `201`.
     Arrived(Vec<Instant>),
 }
 
+/// The latencies recorded so far, in microseconds.
+struct Latencies {
+    from_answer: Histogram<u64>,
+    from_post: Histogram<u64>,
+}
+
+impl Latencies {
+    fn record(&mut self, posted: Instant, answered: Instant, arrival: Instant) {
+        let micros = |since: Instant| (arrival.saturating_duration_since(since).as_micros() as u64).max(1);
+        self.from_answer.saturating_record(micros(answered));
+        self.from_post.saturating_record(micros(posted));
+    }
+}
+
 /// Shared by the driver (sent) and the receiver (arrived).
 pub struct Tracker {
-    entries: Mutex<(HashMap<String, Entry>, Histogram<u64>)>,
+    entries: Mutex<(HashMap<String, Entry>, Latencies)>,
     /// Arrivals that beat the `201` back to the client: recorded as 0 µs.
     early: AtomicU64,
     /// Arrivals of tracked events (all endpoints).
@@ -34,7 +54,13 @@ pub struct Tracker {
 impl Default for Tracker {
     fn default() -> Self {
         Self {
-            entries: Mutex::new((HashMap::new(), new_histogram())),
+            entries: Mutex::new((
+                HashMap::new(),
+                Latencies {
+                    from_answer: new_histogram(),
+                    from_post: new_histogram(),
+                },
+            )),
             early: AtomicU64::new(0),
             matched: AtomicU64::new(0),
             expected: AtomicU64::new(0),
@@ -47,36 +73,46 @@ pub fn new_histogram() -> Histogram<u64> {
 }
 
 impl Tracker {
-    /// The API answered `201` for `event_id`, which `expected` endpoints get.
-    pub fn sent(&self, event_id: String, at: Instant, expected: u32) {
+    /// The API answered `201` at `answered` for `event_id`, posted at
+    /// `posted`, which `expected` endpoints get.
+    pub fn sent(&self, event_id: String, posted: Instant, answered: Instant, expected: u32) {
         self.expected.fetch_add(u64::from(expected), Ordering::Relaxed);
         let mut guard = self.entries.lock().expect("never poisoned");
-        let (map, histogram) = &mut *guard;
+        let (map, latencies) = &mut *guard;
         let mut remaining = expected;
         if let Some(Entry::Arrived(arrivals)) = map.remove(&event_id) {
             for arrival in arrivals {
-                let micros = arrival.saturating_duration_since(at).as_micros() as u64;
-                if micros == 0 {
+                if arrival <= answered {
                     self.early.fetch_add(1, Ordering::Relaxed);
                 }
-                histogram.saturating_record(micros.max(1));
+                latencies.record(posted, answered, arrival);
                 remaining = remaining.saturating_sub(1);
             }
         }
         if remaining > 0 {
-            map.insert(event_id, Entry::Sent { at, remaining });
+            map.insert(
+                event_id,
+                Entry::Sent {
+                    posted,
+                    answered,
+                    remaining,
+                },
+            );
         }
     }
 
     /// A webhook with `webhook-id: event_id` reached a measured endpoint.
     pub fn arrived(&self, event_id: &str, at: Instant) {
         let mut guard = self.entries.lock().expect("never poisoned");
-        let (map, histogram) = &mut *guard;
+        let (map, latencies) = &mut *guard;
         self.matched.fetch_add(1, Ordering::Relaxed);
         match map.get_mut(event_id) {
-            Some(Entry::Sent { at: sent, remaining }) => {
-                let micros = at.saturating_duration_since(*sent).as_micros() as u64;
-                histogram.saturating_record(micros.max(1));
+            Some(Entry::Sent {
+                posted,
+                answered,
+                remaining,
+            }) => {
+                latencies.record(*posted, *answered, at);
                 *remaining -= 1;
                 if *remaining == 0 {
                     map.remove(event_id);
@@ -101,14 +137,20 @@ impl Tracker {
         self.early.load(Ordering::Relaxed)
     }
 
+    /// From the `201` to the arrival.
     pub fn histogram(&self) -> Histogram<u64> {
-        self.entries.lock().expect("never poisoned").1.clone()
+        self.entries.lock().expect("never poisoned").1.from_answer.clone()
+    }
+
+    /// From posting the event to the arrival.
+    pub fn histogram_from_post(&self) -> Histogram<u64> {
+        self.entries.lock().expect("never poisoned").1.from_post.clone()
     }
 
     /// A look at the running p50/p99 (ms) for the progress bar.
     pub fn quick(&self) -> (f64, f64) {
         let guard = self.entries.lock().expect("never poisoned");
-        let h = &guard.1;
+        let h = &guard.1.from_answer;
         (
             h.value_at_quantile(0.5) as f64 / 1000.0,
             h.value_at_quantile(0.99) as f64 / 1000.0,
@@ -169,17 +211,24 @@ mod tests {
     fn pairs_sent_and_arrived_in_either_order() {
         let tracker = Tracker::default();
         let t0 = Instant::now();
-        tracker.sent("evt_a".into(), t0, 2);
-        tracker.arrived("evt_a", t0 + Duration::from_millis(5));
-        tracker.arrived("evt_a", t0 + Duration::from_millis(7));
-        // An arrival that beats the 201 counts as 0 (early).
-        tracker.arrived("evt_b", t0);
-        tracker.sent("evt_b".into(), t0 + Duration::from_millis(1), 1);
-        let h = tracker.histogram();
-        assert_eq!(h.len(), 3);
+        let ms = |n| t0 + Duration::from_millis(n);
+        // Posted at 0, answered at 2 ms, arrivals at 5 and 7 ms.
+        tracker.sent("evt_a".into(), t0, ms(2), 2);
+        tracker.arrived("evt_a", ms(5));
+        tracker.arrived("evt_a", ms(7));
+        // An arrival that beats the 201 counts as 0 (early) from the 201,
+        // and as what it took from the post (posted at 10, arrived at 13).
+        tracker.arrived("evt_b", ms(13));
+        tracker.sent("evt_b".into(), ms(10), ms(14), 1);
+        let (from_answer, from_post) = (tracker.histogram(), tracker.histogram_from_post());
+        assert_eq!((from_answer.len(), from_post.len()), (3, 3));
         assert_eq!(tracker.early(), 1);
         assert_eq!(tracker.arrivals(), 3);
-        assert!(h.max() >= 7000 && h.max() < 7100);
+        let near = |micros: u64, ms: u64| micros >= ms * 1000 && micros < ms * 1000 + 100;
+        assert!(near(from_answer.max(), 5), "{}", from_answer.max());
+        assert!(near(from_answer.min(), 0), "{}", from_answer.min());
+        assert!(near(from_post.max(), 7), "{}", from_post.max());
+        assert!(near(from_post.min(), 3), "{}", from_post.min());
         assert!(tracker.entries.lock().unwrap().0.is_empty());
     }
 }

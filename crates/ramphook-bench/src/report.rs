@@ -145,6 +145,10 @@ pub struct Results {
     pub deliveries_expected: u64,
     /// From the API's `201` to the webhook's arrival at the receiver.
     pub latency: Option<LatencySummary>,
+    /// From the moment the event was posted to the webhook's arrival: the
+    /// API's answer time and the delivery together, as issue 6 asks and
+    /// ANCHORS measures.
+    pub latency_from_post: Option<LatencySummary>,
     /// Arrivals that beat the `201` back to the client (counted as 0 ms).
     pub early_arrivals: u64,
     pub server: Option<ServerUse>,
@@ -267,6 +271,9 @@ pub fn render_table(r: &Results) -> String {
                 d.count, r.deliveries_expected, d.seconds, d.per_sec
             ),
         );
+    }
+    if let Some(l) = &r.latency_from_post {
+        row("post → arrival", fmt_latency(l));
     }
     if let Some(l) = &r.latency {
         row("201 → arrival", fmt_latency(l));
@@ -400,6 +407,14 @@ mod tests {
                 max_ms: 9.0,
                 mean_ms: 1.7,
             }),
+            latency_from_post: Some(LatencySummary {
+                count: 1000,
+                p50_ms: 2.5,
+                p95_ms: 4.0,
+                p99_ms: 6.5,
+                max_ms: 11.0,
+                mean_ms: 2.7,
+            }),
             server: Some(ServerUse {
                 cpu_seconds: 1.2,
                 cpu_ms_per_1000_deliveries: Some(1200.0),
@@ -415,7 +430,11 @@ mod tests {
         assert!(table.contains("1000 in 2.00 s = 500.0/s, 0 errors"), "{table}");
         assert!(table.contains("1000 of 1000 in 2.50 s = 400.0/s"), "{table}");
         assert!(
-            table.contains("p50 1.50 / p95 3.00 / p99 4.25 / max 9.00 ms (n=1000)"),
+            table.contains("201 → arrival                 p50 1.50 / p95 3.00 / p99 4.25 / max 9.00 ms (n=1000)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("post → arrival                p50 2.50 / p95 4.00 / p99 6.50 / max 11.00 ms (n=1000)"),
             "{table}"
         );
         assert!(table.contains("1200 ms per 1,000 deliveries"), "{table}");

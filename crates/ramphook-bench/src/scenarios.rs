@@ -329,6 +329,7 @@ async fn load(args: &Args) -> Result<Results, String> {
     results.deliveries_expected = tracker.expected();
     let histogram = tracker.histogram();
     results.latency = LatencySummary::from_histogram(&histogram);
+    results.latency_from_post = LatencySummary::from_histogram(&tracker.histogram_from_post());
     results.early_arrivals = tracker.early();
     let requests = counts.healthy + counts.slow + counts.hung;
     results.server = server_use(before, after, requests);
