@@ -30,6 +30,7 @@ mod pg_writer;
 mod planner_statistics;
 mod read_cache;
 mod secrets;
+mod sqlite_checkpointer;
 mod sqlite_sql;
 mod sqlite_writer;
 mod sticky_connection;

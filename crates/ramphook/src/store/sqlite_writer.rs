@@ -20,6 +20,7 @@ use std::time::Duration;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use super::sqlite_checkpointer::Checkpointer;
 use super::{StoreError, StoreResult};
 
 /// Jobs run in one transaction at most (bounds a commit's size and the wait
@@ -76,17 +77,19 @@ impl SqliteWriter {
     pub fn start(path: &Path) -> StoreResult<Self> {
         let conn = Connection::open(path).map_err(to_store_error)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(to_store_error)?;
-        // Checkpoint every 10,000 WAL pages (~40 MB) instead of 1,000: hot
-        // pages (index tails) rewritten many times in between are copied
-        // back to the database once. The checkpoint runs inside a commit on
-        // this thread, so it never falls behind the writes.
+        // This thread checkpoints when the log reaches 10,000 pages (~40 MB)
+        // instead of 1,000, inside a commit, so the log never outgrows that;
+        // meanwhile the checkpointer copies what was committed from a thread
+        // of its own, and this thread's checkpoint finds little left to copy
+        // (`sqlite_checkpointer.rs`).
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 10000;")
             .map_err(to_store_error)?;
         conn.set_prepared_statement_cache_capacity(64);
+        let checkpointer = Checkpointer::start(path)?;
         let (jobs, queue) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || run(conn, queue))
+            .spawn(move || run(conn, queue, checkpointer))
             .map_err(|e| StoreError::Other(format!("cannot start the SQLite writer thread: {e}")))?;
         Ok(Self { jobs })
     }
@@ -116,7 +119,7 @@ impl SqliteWriter {
 }
 
 /// The thread: take what is queued, run it in one transaction, commit, answer.
-fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
+fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>, checkpointer: Checkpointer) {
     while let Ok(first) = queue.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
@@ -128,6 +131,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
         if batch.len() > 1 {
             match run_together(&conn, &mut batch) {
                 Ok(()) => {
+                    checkpointer.committed();
                     batch.into_iter().for_each(|job| job.answer(None));
                     continue;
                 }
@@ -137,6 +141,7 @@ fn run(conn: Connection, queue: mpsc::Receiver<Box<dyn Job>>) {
         }
         for mut job in batch {
             let error = run_alone(&conn, job.as_mut()).err();
+            checkpointer.committed();
             job.answer(error);
         }
     }
@@ -256,5 +261,35 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(count(&dir), 1);
+    }
+
+    /// Rows in the database file alone, as a copy of it without its log
+    /// shows them (`None` while a copy caught a page being written).
+    fn count_in_file(dir: &tempfile::TempDir) -> Option<i64> {
+        let copy = dir.path().join("copy.db");
+        std::fs::copy(dir.path().join("w.db"), &copy).ok()?;
+        let conn = Connection::open(&copy).ok()?;
+        conn.query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0)).ok()
+    }
+
+    /// A few commits are far from the writer's own checkpoint (10,000
+    /// pages): the checkpointer copies them into the database file.
+    #[tokio::test]
+    async fn commits_reach_the_database_file_without_the_writers_checkpoint() {
+        let (dir, writer) = writer();
+        for v in 0..100 {
+            writer
+                .write(move |conn| Ok(conn.execute("INSERT INTO t (v) VALUES (?1)", [v])?))
+                .await
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count_in_file(&dir) != Some(100) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log was not copied within 10 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }
