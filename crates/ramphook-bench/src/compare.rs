@@ -29,7 +29,8 @@ pub struct Figures {
     pub deliveries_per_sec: Option<f64>,
     pub server_cpu_ms_per_1000: Option<f64>,
     pub database_cpu_ms_per_1000: Option<f64>,
-    /// 201→arrival p99, or for `validation` what ramphook adds, p99.
+    /// post→arrival p99 (201→arrival where a result has no post time),
+    /// or for `validation` what ramphook adds, p99.
     pub p99_ms: Option<f64>,
 }
 
@@ -37,7 +38,11 @@ impl Figures {
     pub fn of(results: &Results) -> Self {
         let p99 = match &results.validation {
             Some(v) => v.ramphook_adds.as_ref().map(|l| l.p99_ms),
-            None => results.latency.as_ref().map(|l| l.p99_ms),
+            None => results
+                .latency_from_post
+                .as_ref()
+                .or(results.latency.as_ref())
+                .map(|l| l.p99_ms),
         };
         Self {
             deliveries_per_sec: results.deliveries.as_ref().map(|d| d.per_sec),
@@ -191,6 +196,7 @@ pub fn render(comparison: &Comparison) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::LatencySummary;
 
     #[test]
     fn pairs_alternate_so_that_drift_favours_neither_build() {
@@ -204,6 +210,25 @@ mod tests {
         assert_eq!(median(&[]), None);
         assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
         assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+    }
+
+    #[test]
+    fn the_p99_compared_is_from_the_post_where_a_result_has_it() {
+        let summary = |p99_ms: f64| LatencySummary {
+            count: 1,
+            p50_ms: p99_ms,
+            p95_ms: p99_ms,
+            p99_ms,
+            max_ms: p99_ms,
+            mean_ms: p99_ms,
+        };
+        let mut results = Results {
+            latency: Some(summary(0.2)),
+            ..Results::default()
+        };
+        assert_eq!(Figures::of(&results).p99_ms, Some(0.2));
+        results.latency_from_post = Some(summary(1.5));
+        assert_eq!(Figures::of(&results).p99_ms, Some(1.5));
     }
 
     #[test]
