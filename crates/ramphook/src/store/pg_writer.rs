@@ -113,11 +113,12 @@ pub(super) const RENDERED_AT_REPLAY: i64 = 0;
 /// is never to one of them, whose id is given out only once written), and
 /// the appends: the orders' guarded status changes, their events, one
 /// delivery per subscribed endpoint (in the group's order, then the
-/// endpoints'), and the idempotency records (an answer to render at replay as
-/// the event and the order as moved: `RememberedAnswer`). Answers the ids of the orders
-/// that moved (the others were moved by someone else meanwhile), each with
-/// its deliveries and, for those leased for this instance's dispatcher,
-/// their endpoints' targets (`handoff.rs`). With `$2` (the lease) set, a
+/// endpoints'), and the idempotency records (an answer to render at replay
+/// as the event and the order as moved: `RememberedAnswer`, whose status
+/// `RENDERED_AT_REPLAY`, 0, the statement tests). Answers the ids of the
+/// orders that moved (the others were moved by someone else meanwhile),
+/// each with its deliveries and, for those leased for this instance's
+/// dispatcher, their endpoints' targets (`handoff.rs`). With `$2` (the lease) set, a
 /// delivery is leased if its endpoint is not in `$3` and no earlier
 /// delivery of its order to that endpoint is pending, a delivery this very
 /// statement finishes not counted — asked as `ORDER BY seq LIMIT 1` of the
