@@ -20,7 +20,8 @@ pub fn buckets(h: &Histogram<u64>, count: usize) -> (f64, Vec<u64>) {
     (width_ms, bars)
 }
 
-pub fn write_svg(path: &Path, title: &str, h: &Histogram<u64>) -> Result<(), String> {
+/// Draws `h` as bars of its values in ms, `x_desc` saying what they measure.
+pub fn write_svg(path: &Path, title: &str, x_desc: &str, h: &Histogram<u64>) -> Result<(), String> {
     if h.is_empty() {
         return Err("no latency was recorded".into());
     }
@@ -39,7 +40,7 @@ pub fn write_svg(path: &Path, title: &str, h: &Histogram<u64>) -> Result<(), Str
         .map_err(|e| fail(&e))?;
     chart
         .configure_mesh()
-        .x_desc("ms from the API's 201 to arrival at the receiver")
+        .x_desc(x_desc)
         .y_desc("webhooks")
         .draw()
         .map_err(|e| fail(&e))?;
@@ -77,8 +78,9 @@ mod tests {
         }
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("latency.svg");
-        write_svg(&path, "test", &h).unwrap();
+        write_svg(&path, "a title", "ms of something", &h).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("<rect"), "{svg}");
+        assert!(svg.contains("a title") && svg.contains("ms of something"), "{svg}");
     }
 }

@@ -123,7 +123,10 @@ pub async fn run(args: &Args) -> Result<Results, String> {
     crate::scenarios::write_histogram(
         args,
         &mut results,
-        "ramphook validation: what ramphook adds",
+        (
+            "ramphook validation: what ramphook adds",
+            "ms a call took beyond the partner's own answer time",
+        ),
         &stats.adds,
     );
     target.server.stop(Duration::from_secs(20)).await;
