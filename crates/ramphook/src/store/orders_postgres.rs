@@ -184,11 +184,18 @@ async fn append_unread(
     let guard = guard(event_name);
     let event = new_event(order_id, event_name, tx_hash, reason, now_ms());
     let from: Vec<&str> = guard.from.iter().map(|status| status.as_str()).collect();
-    let event_json = serde_json::to_string(&event).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+    // Only a keyed append stores the event for its replays.
+    let remember = match idem {
+        Some(idem) => {
+            let event_json = serde_json::to_string(&event).map_err(|err| sqlx::Error::Encode(Box::new(err)))?;
+            Some(remembered(idem, RENDERED_AT_REPLAY, event_json))
+        }
+        None => None,
+    };
     let planned = PlannedAppend {
         only_direction: guard.direction.map(|direction| direction.as_str().to_owned()),
         answer_order: true,
-        remember: idem.map(|i| remembered(i, RENDERED_AT_REPLAY, event_json)),
+        remember,
         ..planned_append(&event, from.join(","), guard.to.as_str().to_owned())
     };
     let moved = match writer(store).append(planned).await {
