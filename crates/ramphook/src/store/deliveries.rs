@@ -1,39 +1,13 @@
-//! The delivery outbox seen from the dispatcher (claim due work under a
-//! lease, record attempt results and endpoint health in batches), from the
-//! API (list, show, retry, test, recover) and from retention (purge).
+//! The delivery outbox seen from the dispatcher: claim due work under a
+//! lease, take what appends leased, record attempt results and endpoint
+//! health in batches, give leases back. The API's view is in
+//! `deliveries_api.rs`, retention's in `retention.rs`.
 
 use std::sync::Arc;
 
 use super::handoff::Appended;
-use super::{placeholders, Backend, Page, Store, StoreResult};
+use super::{placeholders, Backend, Store, StoreResult};
 use crate::domain::time::now_ms;
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct DeliveryRow {
-    pub seq: i64,
-    pub id: String,
-    pub event_id: String,
-    pub endpoint_id: String,
-    pub partner_id: String,
-    pub order_id: String,
-    pub event_name: String,
-    pub status: String,
-    pub attempts: i64,
-    pub next_attempt_at: i64,
-    pub last_status_code: Option<i64>,
-    /// 1 for a test delivery (an integer on both backends).
-    pub is_test: i64,
-    pub created_at: i64,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-pub struct AttemptRow {
-    pub at: i64,
-    pub status_code: Option<i64>,
-    pub duration_ms: i64,
-    pub error: Option<String>,
-    pub response_body: Option<String>,
-}
 
 /// A delivery the dispatcher holds a lease on, with what it needs to send it.
 #[derive(Debug, Clone)]
@@ -79,13 +53,6 @@ pub struct AttemptResult {
     /// `delivered`, `failed`, or `pending` with the next try's time.
     pub new_status: &'static str,
     pub next_attempt_at: i64,
-}
-
-#[derive(Default)]
-pub struct DeliveryFilter {
-    pub status: Option<String>,
-    pub order_id: Option<String>,
-    pub endpoint_id: Option<String>,
 }
 
 /// A claimed delivery as the claim statement answers it: id, event_id,
@@ -255,8 +222,6 @@ pub(super) fn last_outcome_per_endpoint(results: &[AttemptResult]) -> Vec<(&str,
     }
     last
 }
-
-const COLUMNS: &str = "seq, id, event_id, endpoint_id, partner_id, order_id, event_name, status, attempts, next_attempt_at, last_status_code, is_test, created_at";
 
 impl Store {
     /// Leases up to `limit` due deliveries. A delivery waits while an earlier
@@ -499,182 +464,5 @@ impl Store {
             query = query.bind(endpoint);
         }
         Ok(query.fetch_one(&self.reader).await?)
-    }
-
-    pub async fn pending_count(&self) -> StoreResult<i64> {
-        Ok(
-            sqlx::query_scalar("SELECT COUNT(*) FROM deliveries WHERE status = 'pending'")
-                .fetch_one(&self.reader)
-                .await?,
-        )
-    }
-
-    pub async fn list_deliveries(
-        &self,
-        partner_id: &str,
-        filter: &DeliveryFilter,
-        limit: u32,
-        before: Option<i64>,
-    ) -> StoreResult<Page<DeliveryRow>> {
-        let mut sql = format!("SELECT {COLUMNS} FROM deliveries WHERE partner_id = $1");
-        let mut binds: Vec<&str> = vec![partner_id];
-        for (column, value) in [
-            ("status", &filter.status),
-            ("order_id", &filter.order_id),
-            ("endpoint_id", &filter.endpoint_id),
-        ] {
-            if let Some(value) = value {
-                binds.push(value);
-                sql.push_str(&format!(" AND {column} = ${}", binds.len()));
-            }
-        }
-        let n = binds.len();
-        sql.push_str(&format!(" AND seq < ${} ORDER BY seq DESC LIMIT ${}", n + 1, n + 2));
-        let mut query = sqlx::query_as(&sql);
-        for value in binds {
-            query = query.bind(value);
-        }
-        let rows: Vec<DeliveryRow> = query
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(limit as i64 + 1)
-            .fetch_all(&self.reader)
-            .await?;
-        Ok(Page::from_overfetch(rows, limit, |r| r.seq))
-    }
-
-    pub async fn get_delivery(&self, id: &str) -> StoreResult<Option<(DeliveryRow, Vec<AttemptRow>)>> {
-        let row: Option<DeliveryRow> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM deliveries WHERE id = $1"))
-            .bind(id)
-            .fetch_optional(&self.reader)
-            .await?;
-        let Some(row) = row else { return Ok(None) };
-        // The first attempt is on the delivery row (migration 0008), the
-        // others are in `attempts`, whose seq starts at 1.
-        let attempts = sqlx::query_as(
-            "SELECT first_attempt_at AS at, first_status_code AS status_code, first_duration_ms AS duration_ms,
-                    first_error AS error, first_response_body AS response_body, 0 AS n
-             FROM deliveries WHERE id = $1 AND first_attempt_at IS NOT NULL
-             UNION ALL
-             SELECT at, status_code, duration_ms, error, response_body, seq AS n FROM attempts WHERE delivery_id = $1
-             ORDER BY n",
-        )
-        .bind(id)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(Some((row, attempts)))
-    }
-
-    /// Makes a delivery due now, whatever its status (a manual retry).
-    /// `false` if there is no such delivery or its endpoint was deleted. A
-    /// live lease is kept: an attempt in flight is not doubled.
-    pub async fn retry_now(&self, id: &str) -> StoreResult<bool> {
-        let changed = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1,
-                 locked_until = CASE WHEN locked_until > $1 THEN locked_until ELSE NULL END
-             WHERE id = $2 AND EXISTS (SELECT 1 FROM endpoints e WHERE e.id = deliveries.endpoint_id)",
-        )
-        .bind(now_ms())
-        .bind(id)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        self.notify_dispatchers();
-        Ok(changed == 1)
-    }
-
-    /// Queues a test delivery of `event_name` for a made-up order id.
-    pub async fn create_test_delivery(
-        &self,
-        partner_id: &str,
-        endpoint_id: &str,
-        event_name: &str,
-    ) -> StoreResult<String> {
-        let now = now_ms();
-        let id = crate::domain::ids::new_id(crate::domain::ids::DELIVERY_PREFIX);
-        sqlx::query(
-            "INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
-                                     next_attempt_at, is_test, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $7, 1, $7)",
-        )
-        .bind(&id)
-        .bind(crate::domain::ids::new_id("evt"))
-        .bind(endpoint_id)
-        .bind(partner_id)
-        .bind(uuid::Uuid::new_v4().to_string())
-        .bind(event_name)
-        .bind(now)
-        .execute(&self.writer)
-        .await?;
-        self.notify_dispatchers();
-        Ok(id)
-    }
-
-    /// Re-queues an endpoint's failed deliveries created in `[since, until)`.
-    pub async fn recover_failed(
-        &self,
-        partner_id: &str,
-        endpoint_id: &str,
-        since: i64,
-        until: i64,
-    ) -> StoreResult<u64> {
-        let requeued = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $1, locked_until = NULL
-             WHERE endpoint_id = $2 AND partner_id = $3 AND status = 'failed' AND created_at >= $4 AND created_at < $5",
-        )
-        .bind(now_ms())
-        .bind(endpoint_id)
-        .bind(partner_id)
-        .bind(since)
-        .bind(until)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        self.notify_dispatchers();
-        Ok(requeued)
-    }
-
-    /// Deletes up to `batch` finished deliveries made before `cutoff`, with
-    /// their attempts, and up to `batch` idempotency records older than it
-    /// (each in short statements, so the writer is never held long).
-    /// Answers how many rows went. Deliveries are cut by id, whose UUIDv7
-    /// begins with the time it was made (`ids::id_floor`), on the primary
-    /// key's index: an index by age was written with every recorded
-    /// outcome for this one query (docs/PERFORMANCE.md). A still-pending
-    /// delivery keeps its attempts whatever their age.
-    pub async fn purge_before(&self, cutoff: i64, batch: u32) -> StoreResult<u64> {
-        let floor = crate::domain::ids::id_floor(crate::domain::ids::DELIVERY_PREFIX, cutoff);
-        let mut tx = self.writer.begin().await?;
-        let gone: Vec<(String,)> = sqlx::query_as(
-            "DELETE FROM deliveries WHERE id IN
-                 (SELECT id FROM deliveries WHERE id < $1 AND status <> 'pending' LIMIT $2)
-             RETURNING id",
-        )
-        .bind(&floor)
-        .bind(batch as i64)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut purged = gone.len() as u64;
-        if !gone.is_empty() {
-            let attempts = format!(
-                "DELETE FROM attempts WHERE delivery_id IN ({})",
-                placeholders(1, gone.len())
-            );
-            let mut query = sqlx::query(&attempts);
-            for (id,) in &gone {
-                query = query.bind(id);
-            }
-            purged += query.execute(&mut *tx).await?.rows_affected();
-        }
-        tx.commit().await?;
-        purged += sqlx::query(
-            "DELETE FROM idempotency WHERE (scope, key) IN
-                 (SELECT scope, key FROM idempotency WHERE created_at < $1 LIMIT $2)",
-        )
-        .bind(cutoff)
-        .bind(batch as i64)
-        .execute(&self.writer)
-        .await?
-        .rows_affected();
-        Ok(purged)
     }
 }

@@ -15,6 +15,7 @@
 
 mod claim_floors;
 mod deliveries;
+mod deliveries_api;
 mod deliveries_postgres;
 mod deliveries_sqlite;
 mod endpoints;
@@ -29,6 +30,7 @@ mod pg_append_reader;
 mod pg_writer;
 mod planner_statistics;
 mod read_cache;
+mod retention;
 mod secrets;
 mod sqlite_checkpointer;
 mod sqlite_sql;
@@ -56,7 +58,8 @@ use read_cache::ReadCache;
 use sqlite_writer::SqliteWriter;
 use sticky_connection::StickyConnection;
 
-pub use deliveries::{AttemptResult, AttemptRow, Claim, ClaimedDelivery, DeliveryFilter, DeliveryRow, Target};
+pub use deliveries::{AttemptResult, Claim, ClaimedDelivery, Target};
+pub use deliveries_api::{AttemptRow, DeliveryFilter, DeliveryRow};
 pub use endpoints::{DisabledEndpoint, EndpointPatch, EndpointRow, NewEndpoint};
 pub use handoff::Handoff;
 pub use orders::{AppendOutcome, EventRow, Idempotency, NewOrder, OrderRow, Replayable};
