@@ -692,107 +692,40 @@ async fn run_statement(
 mod tests {
     use super::*;
 
-    /// The group statement as one constant, before it came in parts.
-    const WHOLE_STATEMENT: &str = "WITH input AS (
-         SELECT * FROM json_to_recordset(CAST($1 AS json)) AS i(
-             n bigint, order_id text, from_statuses text, only_direction text, answer_order boolean,
-             new_status text, at bigint, event_id text,
-             event_name text, tx_hash text, reason text, delivery_prefix text, pattern text, idem_scope text,
-             idem_key text, idem_request_hash text, answer_status bigint, answer_body text)
-     ), results AS (
-         SELECT * FROM json_to_recordset(CAST($4 AS json)) AS r(
-             n bigint, delivery_id text, at bigint, status_code bigint, duration_ms bigint, error text,
-             response_body text, new_status text, next_attempt_at bigint)
-     ), outcome AS (
-         UPDATE deliveries d SET status = r.new_status, attempts = d.attempts + 1,
-                next_attempt_at = r.next_attempt_at, locked_until = NULL, last_status_code = r.status_code,
-                first_attempt_at = CASE WHEN d.attempts = 0 THEN r.at ELSE d.first_attempt_at END,
-                first_status_code = CASE WHEN d.attempts = 0 THEN r.status_code ELSE d.first_status_code END,
-                first_duration_ms = CASE WHEN d.attempts = 0 THEN r.duration_ms ELSE d.first_duration_ms END,
-                first_error = CASE WHEN d.attempts = 0 THEN r.error ELSE d.first_error END,
-                first_response_body = CASE WHEN d.attempts = 0 THEN r.response_body ELSE d.first_response_body END
-         FROM results r
-         WHERE d.id = ANY(ARRAY(SELECT delivery_id FROM results)) AND d.id = r.delivery_id AND d.status = 'pending'
-         RETURNING d.id, d.attempts
-     ), logged AS (
-         INSERT INTO attempts (delivery_id, at, status_code, duration_ms, error, response_body)
-         SELECT delivery_id, at, status_code, duration_ms, error, response_body FROM results r
-         WHERE NOT EXISTS (SELECT 1 FROM outcome o WHERE o.id = r.delivery_id AND o.attempts = 1)
-         ORDER BY n
-     ), health AS (
-         SELECT * FROM json_to_recordset(CAST($5 AS json)) AS h(endpoint_id text, healthy boolean)
-     ), healed AS (
-         UPDATE endpoints e SET failing_since = NULL
-         FROM health h WHERE e.id = h.endpoint_id AND h.healthy AND e.failing_since IS NOT NULL
-     ), failing AS (
-         UPDATE endpoints e SET failing_since = CAST($6 AS bigint)
-         FROM health h WHERE e.id = h.endpoint_id AND NOT h.healthy AND e.failing_since IS NULL
-     ), new_orders AS (
-         SELECT * FROM json_to_recordset(CAST($7 AS json)) AS c(
-             n bigint, id text, partner_id text, email text, direction text, status text, fiat_currency text,
-             fiat_amount text, crypto_currency text, crypto_amount text, wallet_address text, created_at bigint,
-             updated_at bigint, expires_at bigint, idem_scope text, idem_key text, idem_request_hash text,
-             answer_status bigint, answer_body text)
-     ), created AS (
-         INSERT INTO orders (id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency,
-                             crypto_amount, wallet_address, created_at, updated_at, expires_at, awaiting_until)
-         SELECT id, partner_id, email, direction, status, fiat_currency, fiat_amount, crypto_currency, crypto_amount,
-                wallet_address, created_at, updated_at, expires_at, expires_at
-         FROM new_orders ORDER BY n
-     ), moved AS (
-         UPDATE orders o SET status = i.new_status, updated_at = i.at, awaiting_until = NULL
-         FROM input i
-         WHERE o.id = ANY(ARRAY(SELECT order_id FROM input)) AND o.id = i.order_id
-           AND o.status = ANY(string_to_array(i.from_statuses, ','))
-           AND (i.only_direction IS NULL OR o.direction = i.only_direction)
-         RETURNING o.id, o.partner_id, CASE WHEN i.answer_order THEN CAST(row_to_json(o) AS text) END AS row
-     ), appended AS (
-         SELECT i.*, m.partner_id, m.row FROM input i JOIN moved m ON m.id = i.order_id
-     ), event AS (
-         INSERT INTO events (id, order_id, event_name, tx_hash, reason, time_stamp)
-         SELECT event_id, order_id, event_name, tx_hash, reason, at FROM appended ORDER BY n
-     ), fanout AS (
-         INSERT INTO deliveries (id, event_id, endpoint_id, partner_id, order_id, event_name, time_stamp, status,
-                                 next_attempt_at, created_at, locked_until)
-         SELECT a.delivery_prefix || CAST(e.seq AS TEXT), a.event_id, e.id, e.partner_id, a.order_id, a.event_name,
-                a.at, 'pending', a.at, a.at,
-                CASE WHEN CAST($2 AS bigint) IS NOT NULL
-                      AND e.id NOT IN (SELECT json_array_elements_text(CAST($3 AS json)))
-                      AND (SELECT x.seq FROM deliveries x WHERE x.endpoint_id = e.id
-                           AND x.order_id = a.order_id AND x.status = 'pending'
-                           AND NOT EXISTS (SELECT 1 FROM results r
-                                           WHERE r.delivery_id = x.id AND r.new_status <> 'pending')
-                           ORDER BY x.seq LIMIT 1) IS NULL
-                     THEN a.at + CAST($2 AS bigint) END
-         FROM appended a JOIN endpoints e ON e.partner_id = a.partner_id
-         WHERE e.enabled = 1 AND (e.event_types IS NULL OR replace(e.event_types, a.pattern, '') <> e.event_types)
-         ORDER BY a.n, e.seq
-         RETURNING id, event_id, order_id, event_name, time_stamp, endpoint_id, locked_until
-     ), remembered AS (
-         INSERT INTO idempotency (scope, key, request_hash, status, body, created_at)
-         SELECT idem_scope, idem_key, idem_request_hash, answer_status,
-                CASE WHEN answer_status = 0 THEN '{\"event\":' || answer_body || ',\"order\":' || row || '}'
-                     ELSE answer_body END,
-                at
-         FROM appended WHERE idem_scope IS NOT NULL
-         UNION ALL
-         SELECT idem_scope, idem_key, idem_request_hash, answer_status, answer_body, created_at
-         FROM new_orders WHERE idem_scope IS NOT NULL
-     )
-     SELECT m.id, f.id, f.event_id, f.event_name, f.time_stamp, f.endpoint_id,
-            t.url, t.secret, t.previous_secret, t.previous_secret_expires_at, m.row
-     FROM moved m
-     LEFT JOIN fanout f ON f.order_id = m.id
-     LEFT JOIN endpoints t ON t.id = f.endpoint_id AND f.locked_until IS NOT NULL";
-
     #[test]
-    fn the_shape_with_every_part_is_the_whole_statement() {
+    fn the_shape_with_every_part_has_every_part_in_order() {
         let every_part = Shape {
             results: true,
             new_orders: true,
             remembered: true,
-        };
-        assert_eq!(every_part.statement(), WHOLE_STATEMENT);
+        }
+        .statement();
+        let ctes = [
+            "input",
+            "results",
+            "outcome",
+            "logged",
+            "health",
+            "healed",
+            "failing",
+            "new_orders",
+            "created",
+            "moved",
+            "appended",
+            "event",
+            "fanout",
+            "remembered",
+        ];
+        let at: Vec<usize> = ctes
+            .iter()
+            .map(|name| {
+                every_part
+                    .find(&format!("{name} AS ("))
+                    .unwrap_or_else(|| panic!("{name}"))
+            })
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+        assert!(every_part.contains("UNION ALL") && every_part.contains("r.delivery_id = x.id"));
     }
 
     #[test]
