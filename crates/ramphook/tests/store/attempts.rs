@@ -223,4 +223,11 @@ async fn a_late_result_leaves_a_failed_delivery_failed_and_the_last_outcome_sets
         "a failure starts a run of failures"
     );
     assert_eq!(health(healthy.clone()).await, None, "the last outcome counts");
+
+    // A later batch: `sick` answers at last, and its run of failures ends.
+    store
+        .record_attempts(&[result(of(&sick), &sick, Some(200), "delivered")])
+        .await
+        .unwrap();
+    assert_eq!(health(sick.clone()).await, None, "a success ends a run of failures");
 }
