@@ -277,7 +277,7 @@ async fn load(args: &Args) -> Result<Results, String> {
             while ticking.load(Ordering::Relaxed) {
                 let (p50, p99) = tracker.quick();
                 progress.set_message(format!(
-                    "delivered {} p50 {p50:.1} ms p99 {p99:.1} ms",
+                    "delivered {}, post → arrival p50 {p50:.1} ms p99 {p99:.1} ms",
                     tracker.arrivals()
                 ));
                 tokio::time::sleep(Duration::from_millis(250)).await;
